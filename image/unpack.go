@@ -1,0 +1,390 @@
+package image
+
+import (
+	"archive/tar"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// Unpack extracts the uncompressed layer tar r into dir, which must be an
+// existing empty directory, as described in the package doc: owners and
+// modes go to OverrideStatXattr, nothing is written outside dir, and
+// whiteout files are kept as plain files. It stops at the first refused
+// entry with an error naming it; the caller removes dir then. maxSize
+// bounds the bytes of file contents written.
+func Unpack(dir string, r io.Reader, maxSize int64) (written int64, err error) {
+	rootFd, err := unix.Open(dir, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return 0, fmt.Errorf("unpack into %s: %w", dir, err)
+	}
+	u := &unpacker{dir: dir, root: rootFd, cacheFd: -1, maxSize: maxSize}
+	defer u.close()
+	if err := u.setRootOverride(OverrideStat{Mode: unix.S_IFDIR | 0o755}); err != nil {
+		return 0, err
+	}
+	tr := tar.NewReader(r)
+	for {
+		hdr, err := tr.Next()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return u.written, fmt.Errorf("read layer tar: %w", err)
+		}
+		if err := u.entry(hdr, tr); err != nil {
+			return u.written, err
+		}
+	}
+	// Directory times last: creating entries inside a dir changes its mtime.
+	for i := len(u.dirTimes) - 1; i >= 0; i-- {
+		d := u.dirTimes[i]
+		if err := u.setTimes(d.rel, d.mtime); err != nil {
+			return u.written, err
+		}
+	}
+	return u.written, nil
+}
+
+type dirTime struct {
+	rel   string
+	mtime time.Time
+}
+
+type unpacker struct {
+	dir      string
+	root     int
+	maxSize  int64
+	written  int64
+	dirTimes []dirTime
+	// The last parent dir opened: tar entries come grouped by directory.
+	cacheRel string
+	cacheFd  int
+}
+
+func (u *unpacker) close() {
+	u.dropCache()
+	unix.Close(u.root)
+}
+
+func (u *unpacker) dropCache() {
+	if u.cacheFd >= 0 {
+		unix.Close(u.cacheFd)
+	}
+	u.cacheFd, u.cacheRel = -1, ""
+}
+
+// cleanRel turns a tar path into a path relative to the layer root. A
+// leading "/" is dropped (tars of / have it); anything that climbs above the
+// root is refused. "" means the root itself.
+func cleanRel(name string) (string, error) {
+	c := path.Clean("/" + name)
+	if c == "/" {
+		return "", nil
+	}
+	// Clean of "/"+name can hide a climb ("/../x" -> "/x"); check the raw
+	// relative form too, as a tar entry "../x" is an attack, not a typo.
+	if rc := path.Clean(strings.TrimLeft(name, "/")); rc == ".." || strings.HasPrefix(rc, "../") {
+		return "", fmt.Errorf("path escapes the layer")
+	}
+	return c[1:], nil
+}
+
+func (u *unpacker) entry(hdr *tar.Header, tr io.Reader) error {
+	rel, err := cleanRel(hdr.Name)
+	if err != nil {
+		return fmt.Errorf("layer entry %q: %w", hdr.Name, err)
+	}
+	perm := uint32(hdr.Mode) & 0o7777
+	ov := OverrideStat{UID: hdr.Uid, GID: hdr.Gid, Mode: perm}
+	if rel == "" {
+		if hdr.Typeflag != tar.TypeDir {
+			return fmt.Errorf("layer entry %q: the layer root must be a directory", hdr.Name)
+		}
+		ov.Mode |= unix.S_IFDIR
+		u.dirTimes = append(u.dirTimes, dirTime{rel: "", mtime: hdr.ModTime})
+		return u.setRootOverride(ov)
+	}
+	parent, base := path.Split(rel)
+	pfd, err := u.openDir(strings.TrimSuffix(parent, "/"), hdr.Name)
+	if err != nil {
+		return err
+	}
+	wrap := func(what string, err error) error {
+		if errors.Is(err, unix.ENOSPC) || errors.Is(err, unix.EDQUOT) {
+			return fmt.Errorf("layer entry %q: %s: disk full: %w", hdr.Name, what, err)
+		}
+		return fmt.Errorf("layer entry %q: %s: %w", hdr.Name, what, err)
+	}
+
+	switch hdr.Typeflag {
+	case tar.TypeDir:
+		var st unix.Stat_t
+		if err := unix.Fstatat(pfd, base, &st, unix.AT_SYMLINK_NOFOLLOW); err != nil || st.Mode&unix.S_IFMT != unix.S_IFDIR {
+			if err := u.remove(pfd, base, rel); err != nil {
+				return wrap("replace", err)
+			}
+			if err := unix.Mkdirat(pfd, base, 0o700); err != nil {
+				return wrap("mkdir", err)
+			}
+		}
+		ov.Mode |= unix.S_IFDIR
+		fd, err := unix.Openat(pfd, base, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+		if err != nil {
+			return wrap("open dir", err)
+		}
+		defer unix.Close(fd)
+		if err := unix.Fchmod(fd, diskMode(perm, true)); err != nil {
+			return wrap("chmod", err)
+		}
+		if err := unix.Fsetxattr(fd, OverrideStatXattr, []byte(ov.Format()), 0); err != nil {
+			return wrap("set "+OverrideStatXattr, err)
+		}
+		u.dirTimes = append(u.dirTimes, dirTime{rel: rel, mtime: hdr.ModTime})
+		return nil
+
+	case tar.TypeReg, tar.TypeRegA, tar.TypeGNUSparse, tar.TypeChar, tar.TypeBlock:
+		size := hdr.Size
+		if hdr.Typeflag == tar.TypeChar || hdr.Typeflag == tar.TypeBlock {
+			// Devices become empty files whose xattr says what they are:
+			// mknod is refused to unprivileged users, and a real device
+			// node in a store owned by root is a hazard.
+			size = 0
+			ov.Major, ov.Minor = uint32(hdr.Devmajor), uint32(hdr.Devminor)
+			if hdr.Typeflag == tar.TypeChar {
+				ov.Mode |= unix.S_IFCHR
+			} else {
+				ov.Mode |= unix.S_IFBLK
+			}
+		} else {
+			ov.Mode |= unix.S_IFREG
+		}
+		if size < 0 || size > u.maxSize-u.written {
+			return fmt.Errorf("layer entry %q: %d bytes exceeds the layer size limit of %d bytes", hdr.Name, hdr.Size, u.maxSize)
+		}
+		var sfs unix.Statfs_t
+		if err := unix.Fstatfs(u.root, &sfs); err == nil && uint64(size) > sfs.Bavail*uint64(sfs.Bsize) {
+			return fmt.Errorf("layer entry %q: needs %d bytes, only %d free in %s", hdr.Name, size, sfs.Bavail*uint64(sfs.Bsize), u.dir)
+		}
+		if err := u.remove(pfd, base, rel); err != nil {
+			return wrap("replace", err)
+		}
+		fd, err := unix.Openat(pfd, base, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o600)
+		if err != nil {
+			return wrap("create", err)
+		}
+		f := os.NewFile(uintptr(fd), filepath.Join(u.dir, rel))
+		defer f.Close()
+		if size > 0 {
+			n, err := io.CopyN(f, tr, size)
+			u.written += n
+			if err != nil {
+				return wrap("write", err)
+			}
+		}
+		if err := f.Chmod(os.FileMode(diskMode(perm, false))); err != nil {
+			return wrap("chmod", err)
+		}
+		if err := unix.Fsetxattr(fd, OverrideStatXattr, []byte(ov.Format()), 0); err != nil {
+			return wrap("set "+OverrideStatXattr, err)
+		}
+		ts := timespecs(hdr.ModTime)
+		if err := unix.UtimesNanoAt(pfd, base, ts, unix.AT_SYMLINK_NOFOLLOW); err != nil {
+			return wrap("set times", err)
+		}
+		return nil
+
+	case tar.TypeSymlink:
+		if err := u.remove(pfd, base, rel); err != nil {
+			return wrap("replace", err)
+		}
+		// The target is data, never followed while unpacking: every later
+		// path walk refuses symlinks.
+		if err := unix.Symlinkat(hdr.Linkname, pfd, base); err != nil {
+			return wrap("symlink", err)
+		}
+		if err := unix.UtimesNanoAt(pfd, base, timespecs(hdr.ModTime), unix.AT_SYMLINK_NOFOLLOW); err != nil {
+			return wrap("set times", err)
+		}
+		return nil
+
+	case tar.TypeLink:
+		trel, err := cleanRel(hdr.Linkname)
+		if err != nil || trel == "" {
+			return fmt.Errorf("layer entry %q: hard link to %q: target outside the layer", hdr.Name, hdr.Linkname)
+		}
+		tparent, tbase := path.Split(trel)
+		tfd, err := u.openDirNoCreate(strings.TrimSuffix(tparent, "/"), hdr.Name)
+		if err != nil {
+			return err
+		}
+		defer unix.Close(tfd)
+		var tst unix.Stat_t
+		if err := unix.Fstatat(tfd, tbase, &tst, unix.AT_SYMLINK_NOFOLLOW); err != nil {
+			return fmt.Errorf("layer entry %q: hard link target %q is not in the layer: %w", hdr.Name, hdr.Linkname, err)
+		}
+		if tst.Mode&unix.S_IFMT == unix.S_IFDIR {
+			return fmt.Errorf("layer entry %q: hard link target %q is a directory", hdr.Name, hdr.Linkname)
+		}
+		var st unix.Stat_t
+		if unix.Fstatat(pfd, base, &st, unix.AT_SYMLINK_NOFOLLOW) == nil && st.Ino == tst.Ino && st.Dev == tst.Dev {
+			return nil
+		}
+		if err := u.remove(pfd, base, rel); err != nil {
+			return wrap("replace", err)
+		}
+		if err := unix.Linkat(tfd, tbase, pfd, base, 0); err != nil {
+			return wrap("hard link to "+hdr.Linkname, err)
+		}
+		return nil
+
+	case tar.TypeFifo:
+		if err := u.remove(pfd, base, rel); err != nil {
+			return wrap("replace", err)
+		}
+		// A fifo is harmless and unprivileged users may make one; its
+		// owner is lost (user xattrs are not allowed on fifos).
+		if err := unix.Mkfifoat(pfd, base, diskMode(perm, false)&0o777); err != nil {
+			return wrap("mkfifo", err)
+		}
+		return nil
+
+	case tar.TypeXGlobalHeader:
+		return nil
+	}
+	return fmt.Errorf("layer entry %q: unsupported tar type %q", hdr.Name, string(hdr.Typeflag))
+}
+
+// diskMode is the mode a file gets on disk: the tar's permission bits,
+// always usable by the store's owner, never setuid/setgid/sticky.
+func diskMode(perm uint32, dir bool) uint32 {
+	if dir {
+		return perm&0o777 | 0o700
+	}
+	return perm&0o777 | 0o600
+}
+
+func timespecs(t time.Time) []unix.Timespec {
+	ts, _ := unix.TimeToTimespec(t)
+	return []unix.Timespec{ts, ts}
+}
+
+func (u *unpacker) setRootOverride(ov OverrideStat) error {
+	fd, err := unix.Open(u.dir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return fmt.Errorf("unpack into %s: %w", u.dir, err)
+	}
+	defer unix.Close(fd)
+	unix.Fchmod(fd, diskMode(ov.Mode&0o7777, true))
+	if err := unix.Fsetxattr(fd, OverrideStatXattr, []byte(ov.Format()), 0); err != nil {
+		return fmt.Errorf("unpack into %s: set %s (does the filesystem support user xattrs?): %w", u.dir, OverrideStatXattr, err)
+	}
+	return nil
+}
+
+// openDir returns an O_PATH fd (owned by the cache; do not close) for the
+// directory rel inside the layer, creating missing parents as root-owned
+// 0755 dirs, and refusing to pass through any symlink.
+func (u *unpacker) openDir(rel, entry string) (int, error) {
+	if rel == "" {
+		return u.root, nil
+	}
+	if u.cacheFd >= 0 && u.cacheRel == rel {
+		return u.cacheFd, nil
+	}
+	fd, err := u.walk(rel, entry, true)
+	if err != nil {
+		return -1, err
+	}
+	u.dropCache()
+	u.cacheFd, u.cacheRel = fd, rel
+	return fd, nil
+}
+
+// openDirNoCreate is openDir for lookups; the caller closes the fd.
+func (u *unpacker) openDirNoCreate(rel, entry string) (int, error) {
+	if rel == "" {
+		return unix.Dup(u.root)
+	}
+	return u.walk(rel, entry, false)
+}
+
+func (u *unpacker) walk(rel, entry string, create bool) (int, error) {
+	fd, err := unix.Dup(u.root)
+	if err != nil {
+		return -1, err
+	}
+	done := ""
+	for _, comp := range strings.Split(rel, "/") {
+		done = path.Join(done, comp)
+		nfd, err := unix.Openat(fd, comp, unix.O_PATH|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+		if err == unix.ENOENT && create {
+			if err = unix.Mkdirat(fd, comp, 0o755); err == nil {
+				err = setOverrideAt(fd, comp, OverrideStat{Mode: unix.S_IFDIR | 0o755})
+			}
+			if err != nil {
+				unix.Close(fd)
+				return -1, fmt.Errorf("layer entry %q: create parent %s: %w", entry, done, err)
+			}
+			nfd, err = unix.Openat(fd, comp, unix.O_PATH|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+		}
+		unix.Close(fd)
+		if err == unix.ENOTDIR || err == unix.ELOOP {
+			return -1, fmt.Errorf("layer entry %q: %s is a symlink or not a directory; refusing to write through it", entry, done)
+		}
+		if err != nil {
+			return -1, fmt.Errorf("layer entry %q: open %s: %w", entry, done, err)
+		}
+		fd = nfd
+	}
+	return fd, nil
+}
+
+func setOverrideAt(dirfd int, name string, ov OverrideStat) error {
+	fd, err := unix.Openat(dirfd, name, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_CLOEXEC|unix.O_NONBLOCK, 0)
+	if err != nil {
+		return err
+	}
+	defer unix.Close(fd)
+	return unix.Fsetxattr(fd, OverrideStatXattr, []byte(ov.Format()), 0)
+}
+
+// remove deletes whatever is at base in pfd (a later tar entry replaces an
+// earlier one of the same name).
+func (u *unpacker) remove(pfd int, base, rel string) error {
+	err := unix.Unlinkat(pfd, base, 0)
+	if err == nil || err == unix.ENOENT {
+		return nil
+	}
+	if err != unix.EISDIR {
+		return err
+	}
+	// A directory: its path has just been walked without symlinks, and
+	// nobody else writes into a layer being unpacked, so RemoveAll on the
+	// full path stays inside.
+	u.dropCache()
+	return os.RemoveAll(filepath.Join(u.dir, rel))
+}
+
+func (u *unpacker) setTimes(rel string, mtime time.Time) error {
+	if rel == "" {
+		return unix.UtimesNanoAt(unix.AT_FDCWD, u.dir, timespecs(mtime), 0)
+	}
+	parent, base := path.Split(rel)
+	fd, err := u.openDirNoCreate(strings.TrimSuffix(parent, "/"), rel)
+	if err != nil {
+		return err
+	}
+	defer unix.Close(fd)
+	if err := unix.UtimesNanoAt(fd, base, timespecs(mtime), unix.AT_SYMLINK_NOFOLLOW); err != nil {
+		return fmt.Errorf("layer entry %q: set times: %w", rel, err)
+	}
+	return nil
+}
