@@ -1,0 +1,313 @@
+package difftest
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// Config is one differential run.
+type Config struct {
+	Seed    int64
+	Ops     int // operations per seed
+	Layout  Layout
+	Oracle  Backend // kernel overlayfs
+	Subject Backend // strata (or a second kernel mount to validate the harness)
+	Dir     string  // scratch; each run makes fresh subdirs and removes them
+	IDs     []int   // owners chown may pick
+	// CompareEvery compares the merged trees every so many ops (0: only at
+	// the end), so a divergence is caught close to the op that caused it.
+	CompareEvery int
+	// ShrinkTime bounds delta debugging of a failure; 0 skips it.
+	ShrinkTime time.Duration
+	// OpTimeout is how long one op may take before the subject counts as
+	// hung and is aborted.
+	OpTimeout time.Duration
+	Logf      func(format string, args ...any)
+}
+
+// Result is what a seed found. Failure is empty when both sides agreed.
+type Result struct {
+	Seed    int64  `json:"seed"`
+	OpsRun  int    `json:"ops_run"`
+	Failure string `json:"failure,omitempty"`
+	// Repro is the shortest op list found that still makes the two
+	// disagree, and ReproFailure what it shows.
+	Repro        []Op   `json:"repro,omitempty"`
+	ReproFailure string `json:"repro_failure,omitempty"`
+	ShrinkNote   string `json:"shrink_note,omitempty"`
+	// Outcomes counts "kind errno" over the run, to show what it covered.
+	Outcomes map[string]int `json:"outcomes,omitempty"`
+}
+
+// Report formats r for a test log.
+func (r Result) Report() string {
+	if r.Failure == "" {
+		return fmt.Sprintf("seed %d: %d ops agree", r.Seed, r.OpsRun)
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "seed %d: after %d ops: %s\n", r.Seed, r.OpsRun, r.Failure)
+	if len(r.Repro) > 0 {
+		fmt.Fprintf(&b, "shortest reproduction (%d ops, %s):\n%s", len(r.Repro), r.ShrinkNote, FormatOps(r.Repro))
+		fmt.Fprintf(&b, "which shows: %s\n", r.ReproFailure)
+	}
+	return b.String()
+}
+
+var runCounter atomic.Int64
+
+type pair struct {
+	cfg        *Config
+	sa, sb     Stack
+	ma, mb     Mounted
+	dirA, dirB string
+	outcomes   map[string]int
+}
+
+func (c *Config) logf(format string, args ...any) {
+	if c.Logf != nil {
+		c.Logf(format, args...)
+	}
+}
+
+func (c *Config) open() (*pair, error) {
+	n := runCounter.Add(1)
+	p := &pair{cfg: c, dirA: filepath.Join(c.Dir, fmt.Sprintf("run%d-%s", n, c.Oracle.Name())),
+		dirB: filepath.Join(c.Dir, fmt.Sprintf("run%d-%s2", n, c.Subject.Name()))}
+	var err error
+	if p.sa, err = NewStack(p.dirA, c.Layout); err != nil {
+		return nil, err
+	}
+	if p.sb, err = NewStack(p.dirB, c.Layout); err != nil {
+		os.RemoveAll(p.dirA)
+		return nil, err
+	}
+	if p.ma, err = c.Oracle.Mount(p.sa); err != nil {
+		p.close()
+		return nil, err
+	}
+	if p.mb, err = c.Subject.Mount(p.sb); err != nil {
+		p.close()
+		return nil, err
+	}
+	return p, nil
+}
+
+// unmount takes both unions down; it reports a failure of the subject.
+func (p *pair) unmount() string {
+	var msg string
+	if p.ma != nil {
+		if err := p.ma.Unmount(); err != nil {
+			msg = "oracle: " + err.Error()
+		}
+	}
+	if p.mb != nil {
+		if err := p.mb.Unmount(); err != nil {
+			msg = "unmount: " + err.Error()
+		}
+	}
+	return msg
+}
+
+func (p *pair) close() {
+	p.unmount()
+	os.RemoveAll(p.dirA)
+	os.RemoveAll(p.dirB)
+}
+
+// guard runs fn, aborting the subject if it takes longer than the op
+// timeout, so a hung FUSE server fails the run instead of the test binary.
+func (p *pair) guard(fn func()) (hung bool) {
+	d := p.cfg.OpTimeout
+	if d == 0 {
+		d = 30 * time.Second
+	}
+	done := make(chan struct{})
+	go func() { fn(); close(done) }()
+	select {
+	case <-done:
+		return false
+	case <-time.After(d):
+		p.mb.Abort()
+		<-done
+		return true
+	}
+}
+
+func (p *pair) apply(i int, op Op) string {
+	ea := Apply(p.sa.Mnt, op)
+	if p.outcomes != nil {
+		p.outcomes[op.Kind+" "+ErrnoName(ea)]++
+	}
+	var eb unix.Errno
+	if p.guard(func() { eb = Apply(p.sb.Mnt, op) }) {
+		return fmt.Sprintf("op %d (%s) hung for %v", i+1, op, p.cfg.OpTimeout)
+	}
+	if ea != eb {
+		return fmt.Sprintf("op %d (%s): kernel %s, %s %s", i+1, op, ErrnoName(ea), p.cfg.Subject.Name(), ErrnoName(eb))
+	}
+	return ""
+}
+
+func (p *pair) compareMerged(when string) string {
+	ta, err := Snapshot(p.sa.Mnt, SnapshotOptions{})
+	if err != nil {
+		return "oracle snapshot: " + err.Error()
+	}
+	var tb *Tree
+	if p.guard(func() { tb, err = Snapshot(p.sb.Mnt, SnapshotOptions{}) }) {
+		return "merged snapshot hung " + when
+	}
+	if err != nil {
+		return fmt.Sprintf("merged tree %s: %v", when, err)
+	}
+	if d := Diff(ta, tb, 12); len(d) > 0 {
+		return fmt.Sprintf("merged tree differs %s:\n    %s", when, strings.Join(d, "\n    "))
+	}
+	return ""
+}
+
+// finish compares the merged trees, unmounts, and compares the uppers.
+func (p *pair) finish() string {
+	if f := p.compareMerged("at the end"); f != "" {
+		return f
+	}
+	if f := p.unmount(); f != "" {
+		return f
+	}
+	ua, err := Snapshot(p.sa.Upper, SnapshotOptions{Upper: true})
+	if err != nil {
+		return "oracle upper: " + err.Error()
+	}
+	ub, err := Snapshot(p.sb.Upper, SnapshotOptions{Upper: true})
+	if err != nil {
+		return "upper: " + err.Error()
+	}
+	if d := Diff(ua, ub, 12); len(d) > 0 {
+		return fmt.Sprintf("upper dir differs (as overlayfs formats it):\n    %s", strings.Join(d, "\n    "))
+	}
+	return ""
+}
+
+// Run generates and runs c.Ops operations for c.Seed on both backends in
+// lockstep and shrinks the first disagreement it finds.
+func Run(c Config) Result {
+	res := Result{Seed: c.Seed}
+	p, err := c.open()
+	if err != nil {
+		res.Failure = "set-up: " + err.Error()
+		return res
+	}
+	p.outcomes = map[string]int{}
+	res.Outcomes = p.outcomes
+	gen := NewGenerator(c.Seed, c.IDs)
+	var ops []Op
+	for i := 0; i < c.Ops && res.Failure == ""; i++ {
+		op := gen.Next(p.sa.Mnt)
+		ops = append(ops, op)
+		res.Failure = p.apply(i, op)
+		if res.Failure == "" && c.CompareEvery > 0 && (i+1)%c.CompareEvery == 0 {
+			res.Failure = p.compareMerged(fmt.Sprintf("after op %d", i+1))
+		}
+	}
+	res.OpsRun = len(ops)
+	if res.Failure == "" {
+		res.Failure = p.finish()
+	}
+	p.close()
+	if res.Failure != "" && c.ShrinkTime > 0 {
+		c.logf("seed %d: %s; shrinking %d ops", c.Seed, firstLine(res.Failure), len(ops))
+		res.Repro, res.ReproFailure, res.ShrinkNote = c.Shrink(ops)
+	}
+	return res
+}
+
+func firstLine(s string) string {
+	l, _, _ := strings.Cut(s, "\n")
+	return l
+}
+
+// Replay runs ops on fresh copies of both stacks and returns how they
+// disagree, or "" when they agree.
+func (c *Config) Replay(ops []Op) string {
+	p, err := c.open()
+	if err != nil {
+		return "set-up: " + err.Error()
+	}
+	defer p.close()
+	for i, op := range ops {
+		if f := p.apply(i, op); f != "" {
+			return f
+		}
+	}
+	return p.finish()
+}
+
+// Shrink reduces ops by delta debugging (ddmin): it drops chunks, halving
+// their size when no chunk can go, and keeps any smaller list that still
+// makes the two sides disagree. It stops at c.ShrinkTime.
+func (c *Config) Shrink(ops []Op) ([]Op, string, string) {
+	deadline := time.Now().Add(c.ShrinkTime)
+	failure := c.Replay(ops)
+	if failure == "" {
+		return ops, "", "did not reproduce on a fresh replay (flaky?)"
+	}
+	runs := 1
+	n := 2
+	for len(ops) >= 2 {
+		if time.Now().After(deadline) {
+			return ops, failure, fmt.Sprintf("shrink stopped at its %v budget after %d replays", c.ShrinkTime, runs)
+		}
+		chunk := (len(ops) + n - 1) / n
+		reduced := false
+		for start := 0; start < len(ops); start += chunk {
+			end := min(start+chunk, len(ops))
+			cand := append(append([]Op(nil), ops[:start]...), ops[end:]...)
+			runs++
+			if f := c.Replay(cand); f != "" {
+				ops, failure = cand, f
+				n = max(n-1, 2)
+				reduced = true
+				break
+			}
+			if time.Now().After(deadline) {
+				break
+			}
+		}
+		if !reduced {
+			if chunk == 1 {
+				break
+			}
+			n = min(n*2, len(ops))
+		}
+	}
+	return ops, failure, fmt.Sprintf("1-minimal after %d replays", runs)
+}
+
+// Coverage formats Outcomes summed over results, most frequent first.
+func Coverage(results []Result) string {
+	sum := map[string]int{}
+	for _, r := range results {
+		for k, v := range r.Outcomes {
+			sum[k] += v
+		}
+	}
+	keys := make([]string, 0, len(sum))
+	for k := range sum {
+		keys = append(keys, k)
+	}
+	sort.Slice(keys, func(i, j int) bool {
+		return sum[keys[i]] > sum[keys[j]] || sum[keys[i]] == sum[keys[j]] && keys[i] < keys[j]
+	})
+	var b strings.Builder
+	for _, k := range keys {
+		fmt.Fprintf(&b, "%s:%d ", k, sum[k])
+	}
+	return b.String()
+}
