@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -114,6 +115,32 @@ func ParseOverlayOptions(o *Options, spec string) error {
 			o.Debug = true
 		case "ro":
 			o.Upper, o.Work = "", ""
+		case "nopassthrough":
+			o.Speed.Passthrough = false
+		case "nokeepcache":
+			o.Speed.KeepCache = false
+		case "nocachereaddir":
+			o.Speed.CacheReaddir = false
+		case "nosplice":
+			o.Speed.Splice = false
+		case "nowriteback":
+			o.Speed.Writeback = false
+		case "writeback":
+			o.Speed.Writeback = true
+		case "lowertimeout", "uppertimeout":
+			d, err := time.ParseDuration(val)
+			if err != nil {
+				secs, err2 := strconv.ParseFloat(val, 64)
+				if err2 != nil {
+					return fmt.Errorf("mount option %s=%s: want a duration such as 1h or 0", key, val)
+				}
+				d = time.Duration(secs * float64(time.Second))
+			}
+			if key == "lowertimeout" {
+				o.Speed.LowerTimeout = d
+			} else {
+				o.Speed.UpperTimeout = d
+			}
 		case "noacl", "acl", "rw", "suid", "nosuid", "dev", "nodev", "exec", "noexec",
 			"default_permissions", "index", "metacopy", "volatile", "xino",
 			"squash_to_root", "squash_to_uid", "squash_to_gid", "uidmapping", "gidmapping",

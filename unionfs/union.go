@@ -2,21 +2,306 @@ package unionfs
 
 import (
 	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
 
+	"github.com/hanwen/go-fuse/v2/fs"
 	"github.com/hanwen/go-fuse/v2/fuse"
 	"golang.org/x/sys/unix"
 )
 
-type unionFS struct{}
+// layer is one directory of the stack, held open so that every access is
+// relative to its fd and never re-resolves the layer's own path.
+type layer struct {
+	path  string
+	fd    int
+	dev   uint64
+	upper bool
+	// inoTag separates inode numbers of layers on different filesystems.
+	inoTag uint64
+	// override: entries may carry user.containers.override_stat (decided
+	// once from the layer's root, as fuse-overlayfs does).
+	override bool
+}
 
-func newUnionFS(opts Options) (*unionFS, error)           { return nil, errors.New("not implemented yet") }
-func (u *unionFS) mount(mnt string) (*fuse.Server, error) { return nil, errors.New("not implemented") }
-func (u *unionFS) close()                                 {}
+// unionFS is the state shared by every node of one mount.
+type unionFS struct {
+	opts   Options
+	log    *slog.Logger
+	layers []*layer // upper first when there is one, then lowers top first
+	upper  *layer   // nil when read-only
+	workFd int      // WORK/work: temporaries, renamed into place
+	idxFd  int      // WORK/strata-index: hard-linked copy-ups
 
-func devOf(path string) uint64 {
-	var st unix.Stat_t
-	if unix.Stat(path, &st) != nil {
-		return 0
+	xattrPrefix string // "trusted.overlay." or "user.overlay."
+	opaqueXattr string
+	// charWhiteouts: the upper can hold 0/0 character devices; else strata
+	// writes ".wh.NAME" files, the OCI format it also reads in lowers.
+	charWhiteouts bool
+	realOwners    bool // chown/chmod on disk, not in override_stat
+
+	copyMu sync.Mutex // serialises copy-ups, whiteouts and renames in the upper
+	tmpSeq atomic.Uint64
+
+	// copiedUp maps an upper inode number to the number its lower origin
+	// had, so a node keeps its st_ino across copy-up even if the kernel
+	// forgets and looks it up again.
+	inoMu    sync.Mutex
+	copiedUp map[uint64]uint64
+	// index maps "layer-ino" of a hard-linked lower file to its copy.
+	index map[string]bool
+
+	root *node
+}
+
+const overrideXattr = "user.containers.override_stat"
+
+func newUnionFS(opts Options) (*unionFS, error) {
+	u := &unionFS{opts: opts, log: opts.Logger, workFd: -1, idxFd: -1,
+		copiedUp: map[uint64]uint64{}, index: map[string]bool{}}
+	// The server creates files for callers: modes must arrive unmasked.
+	syscall.Umask(0)
+	if opts.Upper != "" {
+		l, err := openLayer(opts.Upper, true)
+		if err != nil {
+			return nil, fmt.Errorf("upperdir %s: %w", opts.Upper, err)
+		}
+		u.upper = l
+		u.layers = append(u.layers, l)
 	}
-	return st.Dev
+	for _, p := range opts.Lowers {
+		l, err := openLayer(p, false)
+		if err != nil {
+			u.close()
+			return nil, fmt.Errorf("lowerdir %s: %w", p, err)
+		}
+		u.layers = append(u.layers, l)
+	}
+	u.tagInodes()
+	if err := u.probe(); err != nil {
+		u.close()
+		return nil, err
+	}
+	return u, nil
+}
+
+func openLayer(path string, upper bool) (*layer, error) {
+	fd, err := unix.Open(path, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, err
+	}
+	var st unix.Stat_t
+	if err := unix.Fstat(fd, &st); err != nil {
+		unix.Close(fd)
+		return nil, err
+	}
+	l := &layer{path: path, fd: fd, dev: st.Dev, upper: upper}
+	if _, err := unix.Lgetxattr(path, overrideXattr, nil); err == nil {
+		l.override = true
+	}
+	return l, nil
+}
+
+// tagInodes gives each distinct filesystem a tag in the top bits of inode
+// numbers (like overlayfs's xino) unless all layers share one filesystem,
+// where the real numbers are already unique.
+func (u *unionFS) tagInodes() {
+	tags := map[uint64]uint64{}
+	for _, l := range u.layers {
+		if _, ok := tags[l.dev]; !ok {
+			tags[l.dev] = uint64(len(tags))
+		}
+		l.inoTag = tags[l.dev] << 48
+	}
+}
+
+// probe decides, by trying, what the upper filesystem lets this process do.
+func (u *unionFS) probe() error {
+	u.xattrPrefix = "trusted.overlay."
+	if u.opts.UserXattr {
+		u.xattrPrefix = "user.overlay."
+	}
+	if u.upper == nil {
+		u.opaqueXattr = u.xattrPrefix + "opaque"
+		u.realOwners = u.opts.Ownership != OwnershipXattr
+		return nil
+	}
+	work := u.opts.Work
+	for _, d := range []string{"work", "strata-index"} {
+		if err := os.Mkdir(filepath.Join(work, d), 0o700); err != nil && !errors.Is(err, os.ErrExist) {
+			return fmt.Errorf("workdir %s: %w", work, err)
+		}
+	}
+	// Leftovers of an interrupted copy-up are never visible; clear them.
+	if ents, err := os.ReadDir(filepath.Join(work, "work")); err == nil {
+		for _, e := range ents {
+			os.RemoveAll(filepath.Join(work, "work", e.Name()))
+		}
+	}
+	var err error
+	if u.workFd, err = unix.Open(filepath.Join(work, "work"), unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0); err != nil {
+		return fmt.Errorf("workdir %s: %w", work, err)
+	}
+	if u.idxFd, err = unix.Open(filepath.Join(work, "strata-index"), unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0); err != nil {
+		return fmt.Errorf("workdir %s: %w", work, err)
+	}
+	if ents, err := os.ReadDir(filepath.Join(work, "strata-index")); err == nil {
+		for _, e := range ents {
+			u.index[e.Name()] = true
+		}
+	}
+	probe := filepath.Join(work, "work", "probe")
+	if !u.opts.UserXattr {
+		os.WriteFile(probe, nil, 0o600)
+		if unix.Lsetxattr(probe, "trusted.overlay.probe", []byte("y"), 0) != nil {
+			u.xattrPrefix = "user.overlay."
+			u.opts.UserXattr = true
+		}
+		os.Remove(probe)
+	}
+	u.opaqueXattr = u.xattrPrefix + "opaque"
+	u.charWhiteouts = unix.Mknod(probe, unix.S_IFCHR, 0) == nil
+	os.Remove(probe)
+	switch u.opts.Ownership {
+	case OwnershipReal:
+		u.realOwners = true
+	case OwnershipXattr:
+		u.realOwners = false
+	default:
+		u.realOwners = os.Geteuid() == 0 && manyIDsMapped()
+	}
+	if !u.realOwners {
+		u.upper.override = true
+	}
+	u.log.Info("union ready", "upper", u.opts.Upper, "lowers", u.opts.Lowers,
+		"xattrs", u.xattrPrefix, "charWhiteouts", u.charWhiteouts, "realOwners", u.realOwners)
+	return nil
+}
+
+// manyIDsMapped reports whether this user namespace maps more than one uid,
+// i.e. whether chown to arbitrary owners can work at all.
+func manyIDsMapped() bool {
+	data, err := os.ReadFile("/proc/self/uid_map")
+	if err != nil {
+		return true
+	}
+	var total uint64
+	for _, line := range strings.Split(strings.TrimSpace(string(data)), "\n") {
+		f := strings.Fields(line)
+		if len(f) == 3 {
+			n, _ := strconv.ParseUint(f[2], 10, 64)
+			total += n
+		}
+	}
+	return total > 1
+}
+
+func (u *unionFS) close() {
+	for _, l := range u.layers {
+		unix.Close(l.fd)
+	}
+	u.layers = nil
+	if u.workFd >= 0 {
+		unix.Close(u.workFd)
+	}
+	if u.idxFd >= 0 {
+		unix.Close(u.idxFd)
+	}
+	u.workFd, u.idxFd = -1, -1
+}
+
+// ino is the union inode number of a backing inode in layer l.
+func (u *unionFS) ino(l *layer, raw uint64) uint64 {
+	if l.upper {
+		u.inoMu.Lock()
+		origin, ok := u.copiedUp[raw]
+		u.inoMu.Unlock()
+		if ok {
+			return origin
+		}
+	}
+	return raw | l.inoTag
+}
+
+func (u *unionFS) rememberOrigin(upperRaw, origin uint64) {
+	u.inoMu.Lock()
+	u.copiedUp[upperRaw] = origin
+	u.inoMu.Unlock()
+}
+
+func (u *unionFS) mount(mnt string) (*fuse.Server, error) {
+	sp := u.opts.Speed
+	root := &node{u: u, lower: -1}
+	var st unix.Stat_t
+	top := u.layers[0]
+	if err := unix.Fstat(top.fd, &st); err != nil {
+		return nil, err
+	}
+	if u.upper != nil {
+		root.hasUpper = true
+	}
+	for i, l := range u.layers {
+		if !l.upper {
+			if root.lower < 0 {
+				root.lower = i
+			}
+			root.dirLowers = append(root.dirLowers, i)
+			if u.isOpaque(l, ".") {
+				break
+			}
+		}
+	}
+	u.root = root
+	name := u.opts.FsName
+	if name == "" {
+		name = "strata"
+	}
+	lowerT, negT := sp.LowerTimeout, sp.LowerTimeout
+	mo := fuse.MountOptions{
+		FsName:               name,
+		Name:                 "strata",
+		AllowOther:           u.opts.AllowOther,
+		DirectMount:          u.opts.DirectMount,
+		DirectMountStrict:    u.opts.DirectMount,
+		Debug:                u.opts.Debug,
+		EnableLocks:          true,
+		EnableSymlinkCaching: true,
+		DisableSplice:        !sp.Splice,
+		MaxWrite:             1 << 20,
+		MaxBackground:        64,
+		Options:              []string{"default_permissions"},
+	}
+	if u.upper == nil {
+		mo.Options = append(mo.Options, "ro")
+	}
+	if os.Geteuid() == 0 {
+		// A root-run union serves every user, as a kernel overlay would;
+		// permissions are the kernel's (default_permissions).
+		mo.AllowOther = true
+	}
+	opts := &fs.Options{
+		MountOptions:    mo,
+		EntryTimeout:    &lowerT,
+		AttrTimeout:     &lowerT,
+		NegativeTimeout: &negT,
+		RootStableAttr:  &fs.StableAttr{Ino: u.ino(top, st.Ino), Mode: syscall.S_IFDIR},
+	}
+	if u.opts.Debug {
+		opts.Logger = nil
+	}
+	start := time.Now()
+	srv, err := fs.Mount(mnt, root, opts)
+	if err != nil {
+		return nil, err
+	}
+	u.log.Info("mounted", "mountpoint", mnt, "took", time.Since(start))
+	return srv, nil
 }

@@ -1,0 +1,247 @@
+package unionfs
+
+import (
+	"context"
+	"syscall"
+
+	"github.com/hanwen/go-fuse/v2/fs"
+	"github.com/hanwen/go-fuse/v2/fuse"
+	"golang.org/x/sys/unix"
+)
+
+var (
+	_ fs.NodeCreater   = (*node)(nil)
+	_ fs.NodeMkdirer   = (*node)(nil)
+	_ fs.NodeMknoder   = (*node)(nil)
+	_ fs.NodeSymlinker = (*node)(nil)
+	_ fs.NodeLinker    = (*node)(nil)
+)
+
+// owner is who a new entry belongs to: the caller, with the group of a
+// set-group-id parent.
+func (u *unionFS) owner(ctx context.Context, parent *node) (uid, gid uint32, sgid bool) {
+	if c, ok := fuse.FromContext(ctx); ok {
+		uid, gid = c.Uid, c.Gid
+	} else {
+		uid, gid = uint32(unix.Geteuid()), uint32(unix.Getegid())
+	}
+	var pst unix.Stat_t
+	if parent.stat(&pst) == 0 && pst.Mode&unix.S_ISGID != 0 {
+		gid, sgid = pst.Gid, true
+	}
+	return uid, gid, sgid
+}
+
+// whiteoutAt reports how name is deleted in the upper dir urel: by a 0/0
+// device at the name itself, by a ".wh." file beside it, or not at all.
+func (u *unionFS) whiteoutAt(urel, name string) (device, file bool) {
+	var st unix.Stat_t
+	if fstatat(u.upper, join(urel, name), &st) == 0 && isWhiteout(&st) {
+		return true, false
+	}
+	if !u.charWhiteouts && exists(u.upper.fd, join(urel, whiteoutPrefix+name)) {
+		return false, true
+	}
+	return false, false
+}
+
+// place creates a new upper entry for name in parent by calling make on a
+// temporary in the work dir, setting its owner, and moving it into place
+// atomically, over a whiteout if one stands there. A directory created
+// over a whiteout becomes opaque, so the deleted lower one stays hidden.
+func (u *unionFS) place(ctx context.Context, parent *node, name string, mode uint32,
+	make func(dirfd int, name string) error) syscall.Errno {
+	return u.placeEntry(ctx, parent, name, mode, true, make)
+}
+
+// placeEntry is place; own=false leaves owner and mode alone (a new hard
+// link is an existing inode).
+func (u *unionFS) placeEntry(ctx context.Context, parent *node, name string, mode uint32, own bool,
+	make func(dirfd int, name string) error) syscall.Errno {
+	if errno := u.copyUp(parent); errno != 0 {
+		return errno
+	}
+	u.copyMu.Lock()
+	defer u.copyMu.Unlock()
+	urel := parent.upperRel()
+	dst := join(urel, name)
+	wdev, wfile := u.whiteoutAt(urel, name)
+	isDir := mode&unix.S_IFMT == unix.S_IFDIR
+	// A new directory must hide a lower one of the same name that an
+	// earlier rmdir deleted.
+	opaque := isDir && (wdev || wfile)
+
+	tmp := u.tmpName()
+	if err := make(u.workFd, tmp); err != nil {
+		return errnoOf(err)
+	}
+	cleanup := func() {
+		unix.Unlinkat(u.workFd, tmp, 0)
+		unix.Unlinkat(u.workFd, tmp, unix.AT_REMOVEDIR)
+	}
+	if own {
+		if errno := u.setNewOwner(ctx, parent, u.workFd, tmp, mode); errno != 0 {
+			cleanup()
+			return errno
+		}
+	}
+	if opaque {
+		if err := unix.Lsetxattr(u.workPath(u.workFd, tmp), u.opaqueXattr, []byte("y"), 0); err != nil {
+			cleanup()
+			return errnoOf(err)
+		}
+	}
+	var err error
+	if wdev && isDir {
+		// rename(2) cannot put a directory over a device: swap, then drop
+		// the whiteout that lands in the work dir.
+		err = unix.Renameat2(u.workFd, tmp, u.upper.fd, dst, unix.RENAME_EXCHANGE)
+		if err == nil {
+			unix.Unlinkat(u.workFd, tmp, 0)
+		}
+	} else if wdev {
+		err = unix.Renameat(u.workFd, tmp, u.upper.fd, dst)
+	} else {
+		err = unix.Renameat2(u.workFd, tmp, u.upper.fd, dst, unix.RENAME_NOREPLACE)
+	}
+	if err != nil {
+		cleanup()
+		return errnoOf(err)
+	}
+	if wfile {
+		unix.Unlinkat(u.upper.fd, join(urel, whiteoutPrefix+name), 0)
+	}
+	return 0
+}
+
+// lowerPositive reports whether a lower merged into parent shows name,
+// i.e. whether deleting it from the upper needs a whiteout.
+func (u *unionFS) lowerPositive(parent *node, name string) bool {
+	parent.mu.Lock()
+	lowers, lrel := parent.dirLowers, parent.lowerRel()
+	parent.mu.Unlock()
+	for _, li := range lowers {
+		l := u.layers[li]
+		var st unix.Stat_t
+		if fstatat(l, join(lrel, name), &st) == 0 {
+			return !isWhiteout(&st)
+		}
+		if exists(l.fd, join(lrel, whiteoutPrefix+name)) {
+			return false
+		}
+	}
+	return false
+}
+
+func (u *unionFS) setNewOwner(ctx context.Context, parent *node, dirfd int, name string, mode uint32) syscall.Errno {
+	uid, gid, sgid := u.owner(ctx, parent)
+	perm := mode & 07777
+	if sgid && mode&unix.S_IFMT == unix.S_IFDIR {
+		perm |= unix.S_ISGID
+	}
+	if u.realOwners {
+		if err := unix.Fchownat(dirfd, name, int(uid), int(gid), unix.AT_SYMLINK_NOFOLLOW); err != nil {
+			return errnoOf(err)
+		}
+	} else {
+		var st unix.Stat_t
+		unix.Fstatat(dirfd, name, &st, unix.AT_SYMLINK_NOFOLLOW)
+		if st.Uid != uid || st.Gid != gid || perm&^0o777 != 0 {
+			o := overrideStat{uid: uid, gid: gid, mode: perm}
+			if err := unix.Lsetxattr(u.workPath(dirfd, name), overrideXattr, []byte(o.format()), 0); err != nil {
+				return errnoOf(err)
+			}
+		}
+	}
+	if mode&unix.S_IFMT != unix.S_IFLNK {
+		if err := unix.Fchmodat(dirfd, name, perm, 0); err != nil {
+			return errnoOf(err)
+		}
+	}
+	return 0
+}
+
+// added looks up a just-created name and hands the kernel its entry.
+func (n *node) added(ctx context.Context, name string, out *fuse.EntryOut) (*fs.Inode, syscall.Errno) {
+	r, errno := n.u.resolve(n, name, false)
+	if errno != 0 {
+		return nil, errno
+	}
+	return n.u.newChild(ctx, n, name, &r, out), 0
+}
+
+func (n *node) Mkdir(ctx context.Context, name string, mode uint32, out *fuse.EntryOut) (*fs.Inode, syscall.Errno) {
+	errno := n.u.place(ctx, n, name, mode|unix.S_IFDIR, func(dirfd int, tmp string) error {
+		return unix.Mkdirat(dirfd, tmp, 0o700)
+	})
+	if errno != 0 {
+		return nil, errno
+	}
+	return n.added(ctx, name, out)
+}
+
+func (n *node) Mknod(ctx context.Context, name string, mode, dev uint32, out *fuse.EntryOut) (*fs.Inode, syscall.Errno) {
+	errno := n.u.place(ctx, n, name, mode, func(dirfd int, tmp string) error {
+		return unix.Mknodat(dirfd, tmp, mode&unix.S_IFMT|0o600, int(dev))
+	})
+	if errno != 0 {
+		return nil, errno
+	}
+	return n.added(ctx, name, out)
+}
+
+func (n *node) Symlink(ctx context.Context, target, name string, out *fuse.EntryOut) (*fs.Inode, syscall.Errno) {
+	errno := n.u.place(ctx, n, name, unix.S_IFLNK|0o777, func(dirfd int, tmp string) error {
+		return unix.Symlinkat(target, dirfd, tmp)
+	})
+	if errno != 0 {
+		return nil, errno
+	}
+	return n.added(ctx, name, out)
+}
+
+func (n *node) Create(ctx context.Context, name string, flags, mode uint32, out *fuse.EntryOut) (*fs.Inode, fs.FileHandle, uint32, syscall.Errno) {
+	errno := n.u.place(ctx, n, name, mode|unix.S_IFREG, func(dirfd int, tmp string) error {
+		fd, err := unix.Openat(dirfd, tmp, unix.O_CREAT|unix.O_EXCL|unix.O_WRONLY|unix.O_CLOEXEC, 0o600)
+		if err == nil {
+			unix.Close(fd)
+		}
+		return err
+	})
+	if errno != 0 {
+		return nil, nil, 0, errno
+	}
+	ch, errno := n.added(ctx, name, out)
+	if errno != 0 {
+		return nil, nil, 0, errno
+	}
+	child := ch.Operations().(*node)
+	fh, fuseFlags, errno := child.openBacking(flags &^ (unix.O_CREAT | unix.O_EXCL))
+	if errno != 0 {
+		return nil, nil, 0, errno
+	}
+	return ch, fh, fuseFlags, 0
+}
+
+func (n *node) Link(ctx context.Context, target fs.InodeEmbedder, name string, out *fuse.EntryOut) (*fs.Inode, syscall.Errno) {
+	u := n.u
+	t := target.(*node)
+	if errno := u.copyUp(t); errno != 0 {
+		return nil, errno
+	}
+	_, srcFd, srcRel := t.backing()
+	errno := u.placeEntry(ctx, n, name, unix.S_IFREG, false, func(dirfd int, tmp string) error {
+		return unix.Linkat(srcFd, srcRel, dirfd, tmp, 0)
+	})
+	if errno == 0 {
+		t.mu.Lock()
+		if t.index != "" {
+			t.nlink++
+		}
+		t.mu.Unlock()
+	}
+	if errno != 0 {
+		return nil, errno
+	}
+	return n.added(ctx, name, out)
+}

@@ -1,0 +1,312 @@
+package unionfs
+
+import (
+	"strconv"
+	"strings"
+	"syscall"
+
+	"github.com/hanwen/go-fuse/v2/fuse"
+	"golang.org/x/sys/unix"
+)
+
+// resolved is what one name means across the stack.
+type resolved struct {
+	st       unix.Stat_t // the visible (topmost) entry
+	layer    *layer      // where st came from
+	hasUpper bool
+	// lower is the topmost lower layer holding the name (-1: none) and
+	// dirLowers the lower layers a directory merges, top first.
+	lower     int
+	dirLowers []int
+	// inLower: some lower shows this name (so deleting it needs a whiteout).
+	inLower bool
+	opaque  bool
+}
+
+const whiteoutPrefix = ".wh."
+const opaqueMarker = ".wh..wh..opq"
+
+func isWhiteout(st *unix.Stat_t) bool {
+	return st.Mode&unix.S_IFMT == unix.S_IFCHR && st.Rdev == 0
+}
+
+func join(dir, name string) string {
+	if dir == "." || dir == "" {
+		return name
+	}
+	return dir + "/" + name
+}
+
+func dirOf(rel string) string {
+	if rel == "" {
+		return "."
+	}
+	return rel
+}
+
+// fstatat stats rel in l without following a final symlink.
+func fstatat(l *layer, rel string, st *unix.Stat_t) syscall.Errno {
+	err := unix.Fstatat(l.fd, dirOf(rel), st, unix.AT_SYMLINK_NOFOLLOW)
+	if err != nil {
+		return err.(syscall.Errno)
+	}
+	return 0
+}
+
+func exists(fd int, rel string) bool {
+	var st unix.Stat_t
+	return unix.Fstatat(fd, dirOf(rel), &st, unix.AT_SYMLINK_NOFOLLOW) == nil
+}
+
+// xattrPath names rel for the path-based xattr calls (there are no *at
+// variants); layers are held open, so /proc/self/fd pins the layer itself.
+func xattrPath(l *layer, rel string) string {
+	if rel == "" || rel == "." {
+		return "/proc/self/fd/" + strconv.Itoa(l.fd)
+	}
+	return "/proc/self/fd/" + strconv.Itoa(l.fd) + "/" + rel
+}
+
+func getxattrString(path, name string) (string, bool) {
+	var buf [256]byte
+	n, err := unix.Lgetxattr(path, name, buf[:])
+	if err != nil {
+		return "", false
+	}
+	return string(buf[:n]), true
+}
+
+// isOpaque reports whether directory rel of l stops the merge below it.
+func (u *unionFS) isOpaque(l *layer, rel string) bool {
+	p := xattrPath(l, rel)
+	if v, ok := getxattrString(p, u.opaqueXattr); ok && v == "y" {
+		return true
+	}
+	if !l.upper {
+		// Lowers may come from either kind of mount, or from OCI tarballs.
+		other := "user.overlay.opaque"
+		if u.opaqueXattr == other {
+			other = "trusted.overlay.opaque"
+		}
+		if v, ok := getxattrString(p, other); ok && v == "y" {
+			return true
+		}
+		return exists(l.fd, join(rel, opaqueMarker))
+	}
+	return false
+}
+
+// resolve finds name in directory parent. With full, it also learns
+// whether a lower holds the name under a visible upper non-directory,
+// which deletions and renames need.
+func (u *unionFS) resolve(parent *node, name string, full bool) (r resolved, errno syscall.Errno) {
+	r.lower = -1
+	found := false
+	if parent.hasUpper && u.upper != nil {
+		prel := parent.upperRel()
+		rel := join(prel, name)
+		switch e := fstatat(u.upper, rel, &r.st); e {
+		case 0:
+			if isWhiteout(&r.st) {
+				return r, syscall.ENOENT
+			}
+			found, r.hasUpper, r.layer = true, true, u.upper
+			if r.st.Mode&unix.S_IFMT == unix.S_IFDIR {
+				if u.isOpaque(u.upper, rel) {
+					r.opaque = true
+					return r, 0
+				}
+			} else if !full {
+				return r, 0
+			}
+		case syscall.ENOENT:
+			if !u.charWhiteouts && exists(u.upper.fd, join(prel, whiteoutPrefix+name)) {
+				return r, syscall.ENOENT
+			}
+		default:
+			return r, e
+		}
+	}
+	if parent.opaque {
+		return r, boolErrno(found)
+	}
+	lrel := join(parent.lowerRel(), name)
+	isDir := found && r.st.Mode&unix.S_IFMT == unix.S_IFDIR
+	for _, li := range parent.dirLowers {
+		l := u.layers[li]
+		var st unix.Stat_t
+		switch e := fstatat(l, lrel, &st); e {
+		case 0:
+		case syscall.ENOENT, syscall.ENOTDIR:
+			if exists(l.fd, join(parent.lowerRel(), whiteoutPrefix+name)) {
+				return r, boolErrno(found)
+			}
+			continue
+		default:
+			return r, e
+		}
+		if isWhiteout(&st) {
+			return r, boolErrno(found)
+		}
+		// Entries of OCI whiteout files themselves never show.
+		r.inLower = true
+		stDir := st.Mode&unix.S_IFMT == unix.S_IFDIR
+		if found && !(isDir && stDir) {
+			// A non-directory above hides everything below; so does any
+			// entry above a non-directory.
+			return r, 0
+		}
+		if !found {
+			found, r.st, r.layer, isDir = true, st, l, stDir
+		}
+		if r.lower < 0 {
+			r.lower = li
+		}
+		if !stDir {
+			return r, 0
+		}
+		r.dirLowers = append(r.dirLowers, li)
+		if u.isOpaque(l, lrel) {
+			return r, 0
+		}
+	}
+	return r, boolErrno(found)
+}
+
+func boolErrno(found bool) syscall.Errno {
+	if found {
+		return 0
+	}
+	return syscall.ENOENT
+}
+
+// isMerged: a directory that shows entries of more than one layer reports
+// nlink 1, as overlayfs does, because no layer's count is right.
+func (r *resolved) isMerged() bool {
+	return r.st.Mode&unix.S_IFMT == unix.S_IFDIR && len(r.dirLowers)+boolInt(r.hasUpper && !r.opaque) > 1
+}
+
+func boolInt(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+// overrideStat is user.containers.override_stat: "uid:gid:mode[:type]",
+// mode in octal (permission and set-id bits), type as containers/storage
+// writes it ("file", "dir", "symlink", "pipe", "socket", "block-MAJ-MIN",
+// "char-MAJ-MIN").
+type overrideStat struct {
+	uid, gid uint32
+	mode     uint32 // permission bits only
+	typ      uint32 // S_IF* or 0 when absent
+	rdev     uint64
+}
+
+func parseOverride(v string) (o overrideStat, ok bool) {
+	f := strings.Split(strings.TrimRight(v, "\x00\n"), ":")
+	if len(f) < 3 {
+		return o, false
+	}
+	uid, e1 := strconv.ParseUint(f[0], 10, 32)
+	gid, e2 := strconv.ParseUint(f[1], 10, 32)
+	mode, e3 := strconv.ParseUint(f[2], 8, 32)
+	if e1 != nil || e2 != nil || e3 != nil {
+		return o, false
+	}
+	o.uid, o.gid, o.mode = uint32(uid), uint32(gid), uint32(mode)
+	if m := uint32(mode) & unix.S_IFMT; m != 0 {
+		o.typ = m
+		o.mode &^= unix.S_IFMT
+	}
+	if len(f) >= 4 {
+		t := f[3]
+		switch {
+		case t == "file":
+			o.typ = unix.S_IFREG
+		case t == "dir":
+			o.typ = unix.S_IFDIR
+		case t == "symlink":
+			o.typ = unix.S_IFLNK
+		case t == "pipe":
+			o.typ = unix.S_IFIFO
+		case t == "socket":
+			o.typ = unix.S_IFSOCK
+		case strings.HasPrefix(t, "block-"), strings.HasPrefix(t, "char-"):
+			parts := strings.Split(t, "-")
+			if len(parts) == 3 {
+				maj, _ := strconv.ParseUint(parts[1], 10, 32)
+				mnr, _ := strconv.ParseUint(parts[2], 10, 32)
+				o.rdev = unix.Mkdev(uint32(maj), uint32(mnr))
+			}
+			o.typ = unix.S_IFCHR
+			if parts[0] == "block" {
+				o.typ = unix.S_IFBLK
+			}
+		}
+	}
+	return o, true
+}
+
+func (o overrideStat) format() string {
+	s := strconv.FormatUint(uint64(o.uid), 10) + ":" + strconv.FormatUint(uint64(o.gid), 10) +
+		":0" + strconv.FormatUint(uint64(o.mode&07777), 8)
+	switch o.typ {
+	case unix.S_IFCHR:
+		s += ":char-" + strconv.Itoa(int(unix.Major(o.rdev))) + "-" + strconv.Itoa(int(unix.Minor(o.rdev)))
+	case unix.S_IFBLK:
+		s += ":block-" + strconv.Itoa(int(unix.Major(o.rdev))) + "-" + strconv.Itoa(int(unix.Minor(o.rdev)))
+	case unix.S_IFIFO:
+		s += ":pipe"
+	case unix.S_IFSOCK:
+		s += ":socket"
+	}
+	return s
+}
+
+// applyOverride rewrites st from the override xattr of rel in l, if any.
+func applyOverride(l *layer, rel string, st *unix.Stat_t) {
+	if !l.override {
+		return
+	}
+	v, ok := getxattrString(xattrPath(l, rel), overrideXattr)
+	if !ok {
+		return
+	}
+	o, ok := parseOverride(v)
+	if !ok {
+		return
+	}
+	st.Uid, st.Gid = o.uid, o.gid
+	typ := st.Mode & unix.S_IFMT
+	if o.typ != 0 && typ == unix.S_IFREG && (o.typ == unix.S_IFCHR || o.typ == unix.S_IFBLK || o.typ == unix.S_IFIFO || o.typ == unix.S_IFSOCK) {
+		// A device the unpacking user could not create: an empty file
+		// that stands for it.
+		typ = o.typ
+		st.Rdev = o.rdev
+	}
+	st.Mode = typ | o.mode&07777
+}
+
+func statToAttr(st *unix.Stat_t, a *fuse.Attr) {
+	a.Ino = st.Ino
+	a.Size = uint64(st.Size)
+	a.Blocks = uint64(st.Blocks)
+	a.Atime, a.Atimensec = uint64(st.Atim.Sec), uint32(st.Atim.Nsec)
+	a.Mtime, a.Mtimensec = uint64(st.Mtim.Sec), uint32(st.Mtim.Nsec)
+	a.Ctime, a.Ctimensec = uint64(st.Ctim.Sec), uint32(st.Ctim.Nsec)
+	a.Mode = st.Mode
+	a.Nlink = uint32(st.Nlink)
+	a.Uid, a.Gid = st.Uid, st.Gid
+	a.Rdev = uint32(st.Rdev)
+	a.Blksize = uint32(st.Blksize)
+}
+
+func devOf(path string) uint64 {
+	var st unix.Stat_t
+	if unix.Stat(path, &st) != nil {
+		return 0
+	}
+	return st.Dev
+}

@@ -1,0 +1,269 @@
+package unionfs
+
+import (
+	"context"
+	"strconv"
+	"sync"
+	"syscall"
+
+	"github.com/hanwen/go-fuse/v2/fs"
+	"github.com/hanwen/go-fuse/v2/fuse"
+	"golang.org/x/sys/unix"
+)
+
+// node is one union inode. Where its data lives is derived, never cached as
+// a path: see the package doc.
+type node struct {
+	fs.Inode
+	u *unionFS
+
+	mu       sync.Mutex
+	hasUpper bool // an upper entry exists (for an indexed file: the index copy)
+	// lower/lowerPath locate the topmost lower entry; lower paths never
+	// change while mounted, so remembering them is safe.
+	lower     int
+	lowerPath string
+	dirLowers []int // directories: lower layers merged, top first
+	opaque    bool  // directories: the upper dir hides all lowers
+	// index is the name under WORK/strata-index of a hard-linked copy-up;
+	// it is where the data of every name of this file lives.
+	index string
+	// nlink of an indexed file: the upper copy's count is off by the
+	// index link and by names that still live only in a lower.
+	nlink int
+}
+
+var (
+	_ fs.NodeLookuper       = (*node)(nil)
+	_ fs.NodeGetattrer      = (*node)(nil)
+	_ fs.NodeSetattrer      = (*node)(nil)
+	_ fs.NodeReadlinker     = (*node)(nil)
+	_ fs.NodeOpener         = (*node)(nil)
+	_ fs.NodeGetxattrer     = (*node)(nil)
+	_ fs.NodeSetxattrer     = (*node)(nil)
+	_ fs.NodeListxattrer    = (*node)(nil)
+	_ fs.NodeRemovexattrer  = (*node)(nil)
+	_ fs.NodeStatfser       = (*node)(nil)
+	_ fs.NodeOpendirHandler = (*node)(nil)
+)
+
+func (n *node) lowerRel() string {
+	if n.lowerPath == "" {
+		return "."
+	}
+	return n.lowerPath
+}
+
+// upperRel is the node's path in the upper layer now. The root is ".".
+func (n *node) upperRel() string {
+	if n == n.u.root {
+		return "."
+	}
+	p := n.Path(&n.u.root.Inode)
+	if p == "" {
+		return "."
+	}
+	return p
+}
+
+// backing returns the layer fd and path that hold the node's data and
+// attributes at this moment.
+func (n *node) backing() (*layer, int, string) {
+	n.mu.Lock()
+	index, hasUpper, lower, lpath := n.index, n.hasUpper, n.lower, n.lowerRel()
+	n.mu.Unlock()
+	switch {
+	case index != "":
+		return n.u.upper, n.u.idxFd, index
+	case hasUpper:
+		return n.u.upper, n.u.upper.fd, n.upperRel()
+	default:
+		l := n.u.layers[lower]
+		return l, l.fd, lpath
+	}
+}
+
+// stat fills st with the node's attributes as the union shows them.
+func (n *node) stat(st *unix.Stat_t) syscall.Errno {
+	l, fd, rel := n.backing()
+	if err := unix.Fstatat(fd, dirOf(rel), st, unix.AT_SYMLINK_NOFOLLOW); err != nil {
+		return err.(syscall.Errno)
+	}
+	if fd == n.u.idxFd {
+		applyOverrideAt(n.u, "/proc/self/fd/"+strconv.Itoa(fd)+"/"+rel, st)
+		n.fixIdentity(st)
+	} else {
+		n.fixStat(l, rel, st)
+	}
+	return 0
+}
+
+// fixStat turns the backing entry's attributes into the union's.
+func (n *node) fixStat(l *layer, rel string, st *unix.Stat_t) {
+	applyOverride(l, rel, st)
+	n.fixIdentity(st)
+}
+
+func (n *node) fixIdentity(st *unix.Stat_t) {
+	st.Ino = n.StableAttr().Ino
+	n.mu.Lock()
+	if n.index != "" {
+		st.Nlink = uint64(n.nlink)
+	}
+	merged := st.Mode&unix.S_IFMT == unix.S_IFDIR && len(n.dirLowers)+boolInt(n.hasUpper && !n.opaque) > 1
+	n.mu.Unlock()
+	if merged {
+		st.Nlink = 1
+	}
+}
+
+func applyOverrideAt(u *unionFS, path string, st *unix.Stat_t) {
+	if !u.upper.override {
+		return
+	}
+	if v, ok := getxattrString(path, overrideXattr); ok {
+		if o, ok := parseOverride(v); ok {
+			st.Uid, st.Gid = o.uid, o.gid
+			st.Mode = st.Mode&unix.S_IFMT | o.mode&07777
+		}
+	}
+}
+
+func (n *node) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*fs.Inode, syscall.Errno) {
+	r, errno := n.u.resolve(n, name, false)
+	if errno != 0 {
+		return nil, errno
+	}
+	return n.u.newChild(ctx, n, name, &r, out), 0
+}
+
+// newChild turns a resolved entry into a node (shared with every other
+// name of the same inode) and fills out.
+func (u *unionFS) newChild(ctx context.Context, parent *node, name string, r *resolved, out *fuse.EntryOut) *fs.Inode {
+	var ino uint64
+	var indexKey string
+	if r.hasUpper {
+		ino = u.ino(u.upper, r.st.Ino)
+		if r.st.Mode&unix.S_IFMT == unix.S_IFDIR && !r.opaque && r.lower >= 0 {
+			// A copied-up directory keeps its lower origin's number.
+			var lst unix.Stat_t
+			if fstatat(u.layers[r.lower], join(parent.lowerRel(), name), &lst) == 0 {
+				ino = u.ino(u.layers[r.lower], lst.Ino)
+			}
+		}
+	} else {
+		ino = u.ino(r.layer, r.st.Ino)
+		if r.st.Mode&unix.S_IFMT == unix.S_IFREG && r.st.Nlink > 1 && u.upper != nil {
+			indexKey = u.indexKey(r.layer, r.st.Ino)
+		}
+	}
+	child := &node{u: u, lower: r.lower, dirLowers: r.dirLowers, opaque: r.opaque, hasUpper: r.hasUpper}
+	if r.lower >= 0 {
+		child.lowerPath = join(parent.lowerRel(), name)
+	}
+	if indexKey != "" {
+		u.inoMu.Lock()
+		indexed := u.index[indexKey]
+		u.inoMu.Unlock()
+		if indexed {
+			child.index = indexKey
+			child.hasUpper = true
+			child.nlink = int(r.st.Nlink)
+		}
+	}
+	ch := parent.NewInode(ctx, child, fs.StableAttr{Mode: r.st.Mode & unix.S_IFMT, Ino: ino})
+	existing := ch.Operations().(*node)
+	if existing != child {
+		// go-fuse already knows this inode: another name of a hard link,
+		// or a node the kernel still holds. Refresh what may have changed
+		// underneath it (copy-up through another name).
+		existing.mu.Lock()
+		if r.hasUpper && existing.index == "" {
+			existing.hasUpper = true
+		}
+		if r.st.Mode&unix.S_IFMT == unix.S_IFDIR {
+			existing.dirLowers, existing.opaque, existing.hasUpper = r.dirLowers, r.opaque, r.hasUpper
+			existing.lower, existing.lowerPath = r.lower, child.lowerPath
+		}
+		existing.mu.Unlock()
+	}
+	st := r.st
+	if existing.index != "" {
+		if existing.stat(&st) != 0 {
+			st = r.st
+		}
+	} else {
+		existing.fixStat(r.layer, r.relIn(parent, name), &st)
+	}
+	statToAttr(&st, &out.Attr)
+	u.setTimeouts(r.hasUpper, out)
+	return ch
+}
+
+func (r *resolved) relIn(parent *node, name string) string {
+	if r.hasUpper {
+		return join(parent.upperRel(), name)
+	}
+	return join(parent.lowerRel(), name)
+}
+
+func (u *unionFS) setTimeouts(upper bool, out *fuse.EntryOut) {
+	t := u.opts.Speed.LowerTimeout
+	if upper {
+		t = u.opts.Speed.UpperTimeout
+	}
+	out.SetEntryTimeout(t)
+	out.SetAttrTimeout(t)
+}
+
+func (u *unionFS) indexKey(l *layer, raw uint64) string {
+	return strconv.FormatUint(l.dev, 10) + "-" + strconv.FormatUint(raw, 10)
+}
+
+func (n *node) Getattr(ctx context.Context, f fs.FileHandle, out *fuse.AttrOut) syscall.Errno {
+	if fg, ok := f.(fs.FileGetattrer); ok && f != nil {
+		return fg.Getattr(ctx, out)
+	}
+	var st unix.Stat_t
+	if errno := n.stat(&st); errno != 0 {
+		return errno
+	}
+	statToAttr(&st, &out.Attr)
+	n.setAttrTimeout(out)
+	return 0
+}
+
+func (n *node) setAttrTimeout(out *fuse.AttrOut) {
+	n.mu.Lock()
+	upper := n.hasUpper
+	n.mu.Unlock()
+	if upper {
+		out.SetTimeout(n.u.opts.Speed.UpperTimeout)
+	} else {
+		out.SetTimeout(n.u.opts.Speed.LowerTimeout)
+	}
+}
+
+func (n *node) Readlink(ctx context.Context) ([]byte, syscall.Errno) {
+	_, fd, rel := n.backing()
+	buf := make([]byte, 4096)
+	for {
+		sz, err := unix.Readlinkat(fd, rel, buf)
+		if err != nil {
+			return nil, err.(syscall.Errno)
+		}
+		if sz < len(buf) {
+			return buf[:sz], 0
+		}
+		buf = make([]byte, len(buf)*4)
+	}
+}
+
+func (n *node) Statfs(ctx context.Context, out *fuse.StatfsOut) syscall.Errno {
+	var s syscall.Statfs_t
+	if err := syscall.Fstatfs(n.u.layers[0].fd, &s); err != nil {
+		return errnoOf(err)
+	}
+	out.FromStatfsT(&s)
+	return 0
+}

@@ -1,0 +1,229 @@
+package unionfs
+
+import (
+	"context"
+	"strings"
+	"syscall"
+	"unsafe"
+
+	"github.com/hanwen/go-fuse/v2/fs"
+	"github.com/hanwen/go-fuse/v2/fuse"
+	"golang.org/x/sys/unix"
+)
+
+// dirHandle is an open directory: the merged listing is taken once, at
+// opendir, so offsets stay meaningful for telldir/seekdir however the
+// directory changes meanwhile (POSIX lets a stream miss or keep entries
+// changed after it was opened).
+type dirHandle struct {
+	entries []fuse.DirEntry
+	pos     int
+	n       *node
+}
+
+var (
+	_ fs.FileReaddirenter = (*dirHandle)(nil)
+	_ fs.FileSeekdirer    = (*dirHandle)(nil)
+	_ fs.FileFsyncdirer   = (*dirHandle)(nil)
+)
+
+func (d *dirHandle) Readdirent(ctx context.Context) (*fuse.DirEntry, syscall.Errno) {
+	if d.pos >= len(d.entries) {
+		return nil, 0
+	}
+	e := &d.entries[d.pos]
+	d.pos++
+	e.Off = uint64(d.pos)
+	return e, 0
+}
+
+func (d *dirHandle) Seekdir(ctx context.Context, off uint64) syscall.Errno {
+	if off > uint64(len(d.entries)) {
+		return syscall.EINVAL
+	}
+	d.pos = int(off)
+	return 0
+}
+
+func (d *dirHandle) Fsyncdir(ctx context.Context, flags uint32) syscall.Errno {
+	d.n.mu.Lock()
+	up := d.n.hasUpper
+	d.n.mu.Unlock()
+	if !up {
+		return 0
+	}
+	fd, err := unix.Openat(d.n.u.upper.fd, d.n.upperRel(), unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return err.(syscall.Errno)
+	}
+	defer unix.Close(fd)
+	return errnoOf(unix.Fsync(fd))
+}
+
+func (n *node) OpendirHandle(ctx context.Context, flags uint32) (fs.FileHandle, uint32, syscall.Errno) {
+	entries, errno := n.merged()
+	if errno != 0 {
+		return nil, 0, errno
+	}
+	var fuseFlags uint32
+	if n.u.opts.Speed.CacheReaddir {
+		// Every change to this directory passes through the kernel, which
+		// drops its cached listing itself.
+		fuseFlags |= fuse.FOPEN_CACHE_DIR | fuse.FOPEN_KEEP_CACHE
+	}
+	return &dirHandle{entries: entries, n: n}, fuseFlags, 0
+}
+
+// rawDirent is one entry read by getdents64.
+type rawDirent struct {
+	name string
+	ino  uint64
+	typ  uint8
+}
+
+// readDirAt lists rel in fd with getdents64, keeping d_ino and d_type,
+// which os.ReadDir would make us stat for.
+func readDirAt(fd int, rel string, fn func(rawDirent)) syscall.Errno {
+	dfd, err := unix.Openat(fd, dirOf(rel), unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return err.(syscall.Errno)
+	}
+	defer unix.Close(dfd)
+	buf := make([]byte, 32<<10)
+	for {
+		nread, err := unix.Getdents(dfd, buf)
+		if err != nil {
+			return err.(syscall.Errno)
+		}
+		if nread <= 0 {
+			return 0
+		}
+		for off := 0; off < nread; {
+			d := (*unix.Dirent)(unsafe.Pointer(&buf[off]))
+			nameBytes := buf[off+int(unsafe.Offsetof(d.Name)) : off+int(d.Reclen)]
+			if i := indexByte(nameBytes, 0); i >= 0 {
+				nameBytes = nameBytes[:i]
+			}
+			off += int(d.Reclen)
+			name := string(nameBytes)
+			if name == "." || name == ".." {
+				continue
+			}
+			fn(rawDirent{name: name, ino: d.Ino, typ: d.Type})
+		}
+	}
+}
+
+func indexByte(b []byte, c byte) int {
+	for i, x := range b {
+		if x == c {
+			return i
+		}
+	}
+	return -1
+}
+
+func dtToMode(t uint8) uint32 {
+	return uint32(t) << 12
+}
+
+// merged lists the directory as the union shows it: upper entries, then
+// each lower's, without duplicates, whiteouts or whiteout markers, and
+// stopping at an opaque layer.
+func (n *node) merged() ([]fuse.DirEntry, syscall.Errno) {
+	return n.u.mergedAt(n, n.upperRel())
+}
+
+// mergedAt is merged for a directory whose upper path is urel; n need not
+// be in the tree.
+func (u *unionFS) mergedAt(n *node, urel string) ([]fuse.DirEntry, syscall.Errno) {
+	n.mu.Lock()
+	hasUpper, opaque, dirLowers, lrel := n.hasUpper, n.opaque, n.dirLowers, n.lowerRel()
+	n.mu.Unlock()
+
+	var out []fuse.DirEntry
+	hidden := map[string]bool{}   // names settled by a higher layer
+	upperDirs := map[string]int{} // upper subdirectories, by index in out
+	if hasUpper && u.upper != nil {
+		errno := readDirAt(u.upper.fd, urel, func(e rawDirent) {
+			if e.typ == unix.DT_CHR {
+				var st unix.Stat_t
+				if fstatat(u.upper, join(urel, e.name), &st) == 0 && isWhiteout(&st) {
+					hidden[e.name] = true
+					return
+				}
+			}
+			if !u.charWhiteouts && strings.HasPrefix(e.name, whiteoutPrefix) {
+				hidden[e.name[len(whiteoutPrefix):]] = true
+				return
+			}
+			hidden[e.name] = true
+			if e.typ == unix.DT_DIR && len(dirLowers) > 0 && !opaque {
+				upperDirs[e.name] = len(out)
+			}
+			out = append(out, fuse.DirEntry{Name: e.name, Ino: u.ino(u.upper, e.ino), Mode: dtToMode(e.typ)})
+		})
+		if errno != 0 {
+			return nil, errno
+		}
+		if opaque {
+			return out, 0
+		}
+	}
+	for _, li := range dirLowers {
+		l := u.layers[li]
+		var layerHidden []string
+		opq := false
+		errno := readDirAt(l.fd, lrel, func(e rawDirent) {
+			if strings.HasPrefix(e.name, whiteoutPrefix) {
+				if e.name == opaqueMarker {
+					opq = true
+				} else {
+					layerHidden = append(layerHidden, e.name[len(whiteoutPrefix):])
+				}
+				return
+			}
+			if i, ok := upperDirs[e.name]; ok && e.typ == unix.DT_DIR {
+				// A copied-up directory shows its origin's inode number,
+				// unless it became opaque (then it is a new directory).
+				delete(upperDirs, e.name)
+				if !u.isOpaque(u.upper, join(urel, e.name)) {
+					out[i].Ino = u.ino(l, e.ino)
+				}
+				return
+			}
+			if hidden[e.name] {
+				return
+			}
+			if e.typ == unix.DT_CHR {
+				var st unix.Stat_t
+				if fstatat(l, join(lrel, e.name), &st) == 0 && isWhiteout(&st) {
+					layerHidden = append(layerHidden, e.name)
+					return
+				}
+			}
+			layerHidden = append(layerHidden, e.name)
+			out = append(out, fuse.DirEntry{Name: e.name, Ino: u.ino(l, e.ino), Mode: dtToMode(e.typ)})
+		})
+		if errno != 0 && errno != syscall.ENOENT && errno != syscall.ENOTDIR {
+			return nil, errno
+		}
+		for _, h := range layerHidden {
+			hidden[h] = true
+		}
+		if opq {
+			break // dirLowers already ends at an xattr-opaque layer
+		}
+	}
+	return out, 0
+}
+
+func errnoOf(err error) syscall.Errno {
+	if err == nil {
+		return 0
+	}
+	if e, ok := err.(syscall.Errno); ok {
+		return e
+	}
+	return syscall.EIO
+}
