@@ -249,12 +249,18 @@ func (c *Config) Replay(ops []Op) string {
 	return p.finish()
 }
 
-// Shrink reduces ops by delta debugging (ddmin): it drops chunks, halving
-// their size when no chunk can go, and keeps any smaller list that still
-// makes the two sides disagree. It stops at c.ShrinkTime.
+// Shrink reduces ops with c.Replay as the judge; see ShrinkOps.
 func (c *Config) Shrink(ops []Op) ([]Op, string, string) {
-	deadline := time.Now().Add(c.ShrinkTime)
-	failure := c.Replay(ops)
+	return ShrinkOps(ops, c.ShrinkTime, c.Replay)
+}
+
+// ShrinkOps reduces ops by delta debugging (ddmin): it drops chunks,
+// halving their size when no chunk can go, and keeps any smaller list for
+// which fails still reports a failure. It stops after budget. It returns
+// the list, its failure, and a note on how far it got.
+func ShrinkOps(ops []Op, budget time.Duration, fails func([]Op) string) ([]Op, string, string) {
+	deadline := time.Now().Add(budget)
+	failure := fails(ops)
 	if failure == "" {
 		return ops, "", "did not reproduce on a fresh replay (flaky?)"
 	}
@@ -262,7 +268,7 @@ func (c *Config) Shrink(ops []Op) ([]Op, string, string) {
 	n := 2
 	for len(ops) >= 2 {
 		if time.Now().After(deadline) {
-			return ops, failure, fmt.Sprintf("shrink stopped at its %v budget after %d replays", c.ShrinkTime, runs)
+			return ops, failure, fmt.Sprintf("shrink stopped at its %v budget after %d replays", budget, runs)
 		}
 		chunk := (len(ops) + n - 1) / n
 		reduced := false
@@ -270,7 +276,7 @@ func (c *Config) Shrink(ops []Op) ([]Op, string, string) {
 			end := min(start+chunk, len(ops))
 			cand := append(append([]Op(nil), ops[:start]...), ops[end:]...)
 			runs++
-			if f := c.Replay(cand); f != "" {
+			if f := fails(cand); f != "" {
 				ops, failure = cand, f
 				n = max(n-1, 2)
 				reduced = true

@@ -239,9 +239,14 @@ func xattrs(p string, upper bool) (map[string]string, error) {
 	return out, nil
 }
 
-// Diff lists the differences between want (the oracle) and got, at most
-// max of them, each naming the path and field.
+// Diff lists the differences between want (the kernel oracle) and got, at
+// most max of them, each naming the path and field.
 func Diff(want, got *Tree, max int) []string {
+	return DiffNamed(want, got, "kernel", "got", max)
+}
+
+// DiffNamed is Diff with the two sides named in the messages.
+func DiffNamed(want, got *Tree, wantName, gotName string, max int) []string {
 	var out []string
 	add := func(format string, a ...any) {
 		if len(out) < max {
@@ -263,29 +268,29 @@ func Diff(want, got *Tree, max int) []string {
 		g, gok := got.Entries[p]
 		switch {
 		case !gok:
-			add("%s: missing (kernel has %s)", p, w.Type)
+			add("%s: missing (%s has %s)", p, wantName, w.Type)
 		case !wok:
-			add("%s: unexpected %s (kernel has no such entry)", p, g.Type)
+			add("%s: unexpected %s (%s has no such entry)", p, g.Type, wantName)
 		default:
-			for _, d := range diffEntry(w, g) {
+			for _, d := range diffEntry(w, g, wantName, gotName) {
 				add("%s: %s", p, d)
 			}
 		}
 	}
 	if !equalStrings(want.Links, got.Links) {
-		add("hard links: kernel %q, got %q", want.Links, got.Links)
+		add("hard links: %s %q, %s %q", wantName, want.Links, gotName, got.Links)
 	}
 	if want.Devs != got.Devs {
-		add("distinct st_dev values: kernel %d, got %d", want.Devs, got.Devs)
+		add("distinct st_dev values: %s %d, %s %d", wantName, want.Devs, gotName, got.Devs)
 	}
 	return out
 }
 
-func diffEntry(w, g Entry) []string {
+func diffEntry(w, g Entry, wantName, gotName string) []string {
 	var d []string
 	f := func(name string, a, b any) {
 		if fmt.Sprint(a) != fmt.Sprint(b) {
-			d = append(d, fmt.Sprintf("%s kernel=%v got=%v", name, a, b))
+			d = append(d, fmt.Sprintf("%s %s=%v %s=%v", name, wantName, a, gotName, b))
 		}
 	}
 	f("type", w.Type, g.Type)
