@@ -1,0 +1,248 @@
+package tests
+
+import (
+	"crypto/sha256"
+	"encoding"
+	"encoding/hex"
+	"errors"
+	"hash"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/strata-run/strata/tests/difftest"
+	"github.com/strata-run/strata/tests/harness"
+	"golang.org/x/sys/unix"
+)
+
+const crashFileSize = 1 << 30
+
+// writeBigLower writes a 1 GiB file of non-zero data (so no copy can skip
+// holes) and returns the sha256 of its contents and of its contents with
+// the byte the test appends.
+func writeBigLower(t *testing.T, path string, appended byte) (oldSum, newSum string) {
+	t.Helper()
+	f, err := os.Create(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	h := sha256.New()
+	w := io.MultiWriter(f, h)
+	buf := make([]byte, 4<<20)
+	for i := range buf {
+		buf[i] = byte(i*7 + 1)
+	}
+	for written := 0; written < crashFileSize; written += len(buf) {
+		buf[0] = byte(written >> 22) // every block differs
+		if _, err := w.Write(buf); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := f.Close(); err != nil {
+		t.Fatal(err)
+	}
+	oldSum = hex.EncodeToString(h.Sum(nil))
+	state, err := h.(encoding.BinaryMarshaler).MarshalBinary()
+	if err != nil {
+		t.Fatal(err)
+	}
+	h2 := sha256.New()
+	if err := h2.(encoding.BinaryUnmarshaler).UnmarshalBinary(state); err != nil {
+		t.Fatal(err)
+	}
+	h2.Write([]byte{appended})
+	return oldSum, hex.EncodeToString(h2.Sum(nil))
+}
+
+func sumFile(path string) (string, int64, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return "", 0, err
+	}
+	defer f.Close()
+	var h hash.Hash = sha256.New()
+	n, err := io.Copy(h, f)
+	return hex.EncodeToString(h.Sum(nil)), n, err
+}
+
+// startStrata runs `strata mount -f` in the background and waits for the
+// mount; the caller owns the process.
+func startStrata(t *testing.T, argv []string, st difftest.Stack) *exec.Cmd {
+	t.Helper()
+	cmd := exec.Command(argv[0], argv[1:]...)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	var out strings.Builder
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan struct{})
+	go func() { cmd.Wait(); close(exited) }()
+	t.Cleanup(func() {
+		if difftest.IsMounted(st.Mnt) {
+			exec.Command("fusermount3", "-u", st.Mnt).Run()
+		}
+		if difftest.IsMounted(st.Mnt) {
+			unix.Unmount(st.Mnt, unix.MNT_DETACH)
+		}
+		select {
+		case <-exited:
+		case <-time.After(10 * time.Second):
+			cmd.Process.Kill()
+			<-exited
+		}
+	})
+	if err := difftest.WaitMounted(st.Mnt, exited, 15*time.Second); err != nil {
+		t.Fatalf("strata mount: %v: %s", err, out.String())
+	}
+	return cmd
+}
+
+// TestUnionfsCrashDuringCopyUp kills strata with SIGKILL while it copies a
+// 1 GiB lower file up for an append, mounts again, and requires the file
+// to hold either all the old data or all the new, with no temporary file
+// of the copy-up visible in the merged view.
+func TestUnionfsCrashDuringCopyUp(t *testing.T) {
+	harness.RequireRoot(t)
+	bin := harness.Binary(t)
+	crashDuringCopyUp(t, func(st difftest.Stack) []string {
+		return []string{bin, "mount", "-f", "-o", st.OverlayData(), st.Mnt}
+	})
+}
+
+// crashDuringCopyUp runs the crash test with the foreground mount command
+// argv(st) gives.
+func crashDuringCopyUp(t *testing.T, argv func(difftest.Stack) []string) {
+	dir := scratchDir(t, "strata-crash-")
+	st := difftest.Stack{Lowers: []string{filepath.Join(dir, "lower")}, Upper: filepath.Join(dir, "upper"),
+		Work: filepath.Join(dir, "work"), Mnt: filepath.Join(dir, "mnt")}
+	for _, d := range []string{st.Lowers[0], st.Upper, st.Work, st.Mnt} {
+		if err := os.Mkdir(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.WriteFile(filepath.Join(st.Lowers[0], "small"), []byte("small\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	oldSum, newSum := writeBigLower(t, filepath.Join(st.Lowers[0], "big"), '!')
+
+	server := startStrata(t, argv(st), st)
+
+	// The append blocks in strata's copy-up; it fails once strata dies.
+	writeErr := make(chan error, 1)
+	go func() {
+		f, err := os.OpenFile(filepath.Join(st.Mnt, "big"), os.O_WRONLY|os.O_APPEND, 0)
+		if err == nil {
+			_, err = f.Write([]byte{'!'})
+			if cerr := f.Close(); err == nil {
+				err = cerr
+			}
+		}
+		writeErr <- err
+	}()
+	// Kill while the copy is under way: when strata has a file in the work
+	// dir or upper open (found through /proc/PID/fd, which also shows an
+	// O_TMPFILE) that has some but not all of the data.
+	seen := ""
+	firstSeen := time.Time{}
+	deadline := time.Now().Add(10 * time.Second)
+	for seen == "" && time.Now().Before(deadline) {
+		if p, size, ok := copyTarget(server.Process.Pid, st); ok {
+			if firstSeen.IsZero() {
+				firstSeen = time.Now()
+			}
+			if size > 0 && size < crashFileSize || time.Since(firstSeen) > 20*time.Millisecond {
+				seen = p + " at " + strconv.FormatInt(size, 10) + " bytes"
+			}
+		}
+		time.Sleep(200 * time.Microsecond)
+	}
+	if seen == "" {
+		t.Logf("never caught strata's copy-up target open; killing it anyway")
+	}
+	server.Process.Kill()
+	select {
+	case err := <-writeErr:
+		t.Logf("killed strata during copy-up (%s); the append returned %v", seen, err)
+	case <-time.After(20 * time.Second):
+		t.Fatal("the append did not return after strata was killed")
+	}
+	// Clean up the dead mount as a user would.
+	if out, err := exec.Command("fusermount3", "-u", st.Mnt).CombinedOutput(); err != nil {
+		t.Logf("fusermount3 -u on the dead mount: %v: %s; using umount -l", err, out)
+		if err := unix.Unmount(st.Mnt, unix.MNT_DETACH); err != nil && !errors.Is(err, unix.EINVAL) {
+			t.Fatalf("umount -l %s: %v", st.Mnt, err)
+		}
+	}
+
+	startStrata(t, argv(st), st)
+	names := listNames(t, st.Mnt)
+	if strings.Join(names, " ") != "big small" {
+		t.Errorf("merged view after the crash lists %q, want only big and small", names)
+	}
+	sum, size, err := sumFile(filepath.Join(st.Mnt, "big"))
+	if err != nil {
+		t.Fatalf("read big after the crash: %v", err)
+	}
+	switch sum {
+	case oldSum:
+		t.Logf("after the crash the file holds the old data (%d bytes)", size)
+	case newSum:
+		t.Logf("after the crash the file holds the new data (%d bytes)", size)
+	default:
+		t.Errorf("after the crash the file is neither old nor new: %d bytes, sha256 %s", size, sum)
+	}
+	// The upper must not hold a partial copy either: a kernel mount of it
+	// would show it.
+	if usum, usize, err := sumFile(filepath.Join(st.Upper, "big")); err == nil && usum != oldSum && usum != newSum {
+		t.Errorf("upper/big is a partial copy: %d bytes", usize)
+	}
+}
+
+func listNames(t *testing.T, dir string) []string {
+	t.Helper()
+	f, err := os.Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	names, err := f.Readdirnames(-1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sort.Strings(names)
+	return names
+}
+
+// copyTarget finds a file under the work dir or upper that process pid has
+// open, and its size now.
+func copyTarget(pid int, st difftest.Stack) (string, int64, bool) {
+	fdDir := "/proc/" + strconv.Itoa(pid) + "/fd"
+	ents, err := os.ReadDir(fdDir)
+	if err != nil {
+		return "", 0, false
+	}
+	for _, e := range ents {
+		link, err := os.Readlink(filepath.Join(fdDir, e.Name()))
+		if err != nil {
+			continue
+		}
+		if !strings.HasPrefix(link, st.Work+"/") && !strings.HasPrefix(link, st.Upper+"/") {
+			continue
+		}
+		var s unix.Stat_t
+		if unix.Stat(filepath.Join(fdDir, e.Name()), &s) != nil || s.Mode&unix.S_IFMT != unix.S_IFREG {
+			continue
+		}
+		return link, s.Size, true
+	}
+	return "", 0, false
+}
