@@ -1,0 +1,295 @@
+package rootless
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"syscall"
+
+	"golang.org/x/sys/unix"
+)
+
+// Init is the entry point of the container's first process: PID 1 of its
+// own PID namespace, root of the user namespace, in a mount namespace of
+// its own. It builds the container's view, becomes the container user and
+// execs the command; with spec.Init it stays as a minimal reaping PID 1
+// instead. It returns only on failure, with the exit code to use; the
+// error has gone to the parent already.
+func Init() int {
+	// Credentials, capabilities and the seccomp filter are per thread until
+	// execve; everything below happens on this one.
+	runtime.LockOSThread()
+	openErrPipe()
+	spec, err := readSpec()
+	if err != nil {
+		return reportError(err)
+	}
+	err = initContainer(spec)
+	return reportError(err)
+}
+
+func initContainer(spec *Spec) error {
+	last := lastCap()
+	if err := unix.Mount("", "/", "", unix.MS_REC|unix.MS_SLAVE, ""); err != nil {
+		return fmt.Errorf("make / a slave mount: %w", err)
+	}
+	// A bind of the rootfs onto itself, so what we mount below it and the
+	// read-only flag belong to this mount namespace's own mount.
+	if err := unix.Mount(spec.Rootfs, spec.Rootfs, "", unix.MS_BIND|unix.MS_REC, ""); err != nil {
+		return mountErr(spec.Rootfs, spec.Rootfs, err)
+	}
+	if err := mountSpecial(spec.Rootfs, spec.NetNS); err != nil {
+		return err
+	}
+	if err := unix.Sethostname([]byte(spec.Hostname)); err != nil {
+		return fmt.Errorf("set hostname %q: %w", spec.Hostname, err)
+	}
+	fds, err := openVolumes(spec.Mounts)
+	if err != nil {
+		return err
+	}
+	if err := pivotRoot(spec.Rootfs); err != nil {
+		return err
+	}
+	if err := bindVolumes(spec.Mounts, fds); err != nil {
+		return err
+	}
+	if err := maskAndProtect(); err != nil {
+		return err
+	}
+	user, err := resolveUser(spec.User)
+	if err != nil {
+		return err
+	}
+	env := spec.Env
+	if !hasEnv(env, "HOME") {
+		env = append(env, "HOME="+user.home)
+	}
+	if fi, err := os.Stat(spec.WorkingDir); err != nil {
+		// Docker creates a missing working directory.
+		if err := os.MkdirAll(spec.WorkingDir, 0o755); err != nil {
+			return fmt.Errorf("working directory %s: %w", spec.WorkingDir, err)
+		}
+	} else if !fi.IsDir() {
+		return fmt.Errorf("working directory %s: not a directory", spec.WorkingDir)
+	}
+	if spec.ReadOnly {
+		if err := remountRO("/"); err != nil {
+			return err
+		}
+	}
+	path, err := lookPath(spec.Args[0], env)
+	if err != nil {
+		return err
+	}
+	setgroupsOK := true
+	if data, err := os.ReadFile("/proc/self/setgroups"); err == nil && strings.TrimSpace(string(data)) == "deny" {
+		setgroupsOK = false
+	}
+	keep := capMask(spec.Caps)
+	if spec.Init {
+		return reaper(spec, path, env, user, keep, last, setgroupsOK)
+	}
+
+	if err := unix.Prctl(unix.PR_SET_KEEPCAPS, 1, 0, 0, 0); err != nil {
+		return fmt.Errorf("keep capabilities across setuid: %w", err)
+	}
+	if err := dropBounding(keep, last); err != nil {
+		return err
+	}
+	if err := switchUser(user, setgroupsOK); err != nil {
+		return err
+	}
+	if err := setCaps(keep); err != nil {
+		return err
+	}
+	unix.Prctl(unix.PR_SET_KEEPCAPS, 0, 0, 0, 0)
+	if err := unix.Chdir(spec.WorkingDir); err != nil {
+		return exitErr(125, "working directory %s: %w", spec.WorkingDir, err)
+	}
+	if err := unix.Prctl(unix.PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0); err != nil {
+		return fmt.Errorf("set no_new_privs: %w", err)
+	}
+	if spec.Seccomp {
+		if err := loadSeccomp(spec.Caps, false); err != nil {
+			return err
+		}
+	}
+	err = unix.Exec(path, spec.Args, env)
+	return execError(spec.Args[0], err)
+}
+
+// switchUser changes this thread's ids with raw syscalls: Go's wrappers
+// change every thread, which would also drop the capabilities of threads
+// we do not care about but cost time; only this thread execs.
+func switchUser(u execUser, setgroupsOK bool) error {
+	if setgroupsOK {
+		groups := u.groups
+		if groups == nil {
+			groups = []int{}
+		}
+		gs := make([]uint32, len(groups))
+		for i, g := range groups {
+			gs[i] = uint32(g)
+		}
+		var p uintptr
+		if len(gs) > 0 {
+			p = uintptr(unsafePointer(&gs[0]))
+		}
+		if _, _, e := unix.RawSyscall(unix.SYS_SETGROUPS, uintptr(len(gs)), p, 0); e != 0 {
+			return fmt.Errorf("setgroups %v: %w", groups, e)
+		}
+	}
+	if _, _, e := unix.RawSyscall(unix.SYS_SETRESGID, uintptr(u.gid), uintptr(u.gid), uintptr(u.gid)); e != 0 {
+		return unmappedErr("group", u.gid, e)
+	}
+	if _, _, e := unix.RawSyscall(unix.SYS_SETRESUID, uintptr(u.uid), uintptr(u.uid), uintptr(u.uid)); e != 0 {
+		return unmappedErr("user", u.uid, e)
+	}
+	return nil
+}
+
+func unmappedErr(kind string, id int, e syscall.Errno) error {
+	if e == unix.EINVAL {
+		return exitErr(125, "%s id %d is not mapped into the container's user namespace (add a range for your user to /etc/subuid and /etc/subgid)", kind, id)
+	}
+	return fmt.Errorf("switch to %s id %d: %w", kind, id, e)
+}
+
+// lookPath finds the command in the container's PATH, with Docker's exit
+// codes: 127 when it is not there, 126 when it is there but not runnable.
+func lookPath(name string, env []string) (string, error) {
+	check := func(p string) error {
+		fi, err := os.Stat(p)
+		if err != nil {
+			return err
+		}
+		if fi.IsDir() || fi.Mode()&0o111 == 0 {
+			return os.ErrPermission
+		}
+		return nil
+	}
+	if strings.Contains(name, "/") {
+		err := check(name)
+		switch {
+		case err == nil:
+			return name, nil
+		case errors.Is(err, os.ErrPermission):
+			return "", exitErr(126, "exec %s: permission denied (not an executable file)", name)
+		default:
+			return "", exitErr(127, "exec %s: no such file or directory in the container", name)
+		}
+	}
+	path := strings.TrimPrefix(defaultPath, "PATH=")
+	for _, e := range env {
+		if strings.HasPrefix(e, "PATH=") {
+			path = e[5:]
+		}
+	}
+	denied := ""
+	for _, dir := range filepath.SplitList(path) {
+		if dir == "" {
+			dir = "."
+		}
+		p := filepath.Join(dir, name)
+		err := check(p)
+		if err == nil {
+			return p, nil
+		}
+		if errors.Is(err, os.ErrPermission) && denied == "" {
+			denied = p
+		}
+	}
+	if denied != "" {
+		return "", exitErr(126, "exec %s: permission denied", denied)
+	}
+	return "", exitErr(127, "exec %q: executable file not found in $PATH", name)
+}
+
+func execError(name string, err error) error {
+	switch {
+	case errors.Is(err, unix.ENOENT):
+		return exitErr(127, "exec %s: %w", name, err)
+	case errors.Is(err, unix.EACCES), errors.Is(err, unix.ENOEXEC), errors.Is(err, unix.EPERM):
+		return exitErr(126, "exec %s: %w", name, err)
+	}
+	return exitErr(126, "exec %s: %w", name, err)
+}
+
+// reaper is --init: PID 1 stays strata, confined like the command (bounding
+// set, no_new_privs, seccomp), starts the command as a child and reaps
+// every orphan until the command exits, forwarding signals to it.
+func reaper(spec *Spec, path string, env []string, u execUser, keep uint64, last int, setgroupsOK bool) error {
+	if err := dropBounding(keep, last); err != nil {
+		return err
+	}
+	if err := unix.Prctl(unix.PR_CAP_AMBIENT, unix.PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0); err != nil {
+		return fmt.Errorf("clear ambient capabilities: %w", err)
+	}
+	if err := unix.Prctl(unix.PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0); err != nil {
+		return fmt.Errorf("set no_new_privs: %w", err)
+	}
+	if spec.Seccomp {
+		if err := loadSeccomp(spec.Caps, true); err != nil {
+			return err
+		}
+	}
+	sigs := make(chan os.Signal, 32)
+	signal.Notify(sigs)
+	groups := make([]uint32, len(u.groups))
+	for i, g := range u.groups {
+		groups[i] = uint32(g)
+	}
+	attr := &syscall.ProcAttr{
+		Dir:   spec.WorkingDir,
+		Env:   env,
+		Files: []uintptr{0, 1, 2},
+		Sys: &syscall.SysProcAttr{
+			Credential: &syscall.Credential{Uid: uint32(u.uid), Gid: uint32(u.gid), Groups: groups, NoSetGroups: !setgroupsOK},
+			// Its own process group in the foreground of the terminal, so
+			// ^C reaches it once, from the terminal, and not via us too.
+			Setpgid:    true,
+			Foreground: spec.TTY,
+			Ctty:       0,
+		},
+	}
+	pid, err := syscall.ForkExec(path, spec.Args, attr)
+	if err != nil {
+		var errno syscall.Errno
+		if errors.As(err, &errno) && errno == unix.EINVAL {
+			return unmappedErr("user", u.uid, errno)
+		}
+		return execError(spec.Args[0], err)
+	}
+	closeErrPipe()
+	for {
+		select {
+		case s := <-sigs:
+			if s == syscall.SIGCHLD {
+				break
+			}
+			if s == syscall.SIGWINCH || s == syscall.SIGURG {
+				continue // the terminal tells the foreground group itself; SIGURG is Go's preemption
+			}
+			unix.Kill(pid, s.(syscall.Signal))
+			continue
+		}
+		for {
+			var ws unix.WaitStatus
+			got, err := unix.Wait4(-1, &ws, unix.WNOHANG, nil)
+			if err != nil || got <= 0 {
+				break
+			}
+			if got == pid {
+				if ws.Signaled() {
+					os.Exit(128 + int(ws.Signal()))
+				}
+				os.Exit(ws.ExitStatus())
+			}
+		}
+	}
+}

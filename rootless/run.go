@@ -1,0 +1,433 @@
+package rootless
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/creack/pty"
+	"golang.org/x/term"
+)
+
+// Options describe one `strata run`.
+type Options struct {
+	Root   string   // store root (containers/ lives here)
+	Image  string   // reference recorded in the container's image file
+	Layers []string // image layer dirs, top first (or the --rootfs dir)
+	Config ImageConfig
+
+	Args       []string  // command from the command line; replaces Cmd
+	Entrypoint *[]string // --entrypoint; nil keeps the image's
+	Name       string
+	Hostname   string
+	Env        []string // -e KEY=VAL or KEY (taken from strata's environment)
+	EnvFiles   []string
+	WorkingDir string
+	User       string
+	Volumes    []string // host:ctr[:ro]
+	Net        string   // "none" (default) or "host"
+	UserNS     string   // "" or "keep-id"
+	CapAdd     []string
+	CapDrop    []string
+	Seccomp    bool
+	Init       bool
+	TTY        bool
+	Stdin      bool // -i: connect stdin
+	Remove     bool
+	ReadOnly   bool
+
+	// Warn receives one-line warnings (no subordinate ids, no cgroup v2).
+	Warn func(string)
+}
+
+// Run creates a container, runs it to completion and returns its exit
+// status. A non-nil error is strata's own failure (an *ExitError carries
+// 125, 126 or 127); nothing of the container is left behind then.
+func Run(o Options) (int, error) {
+	if o.Warn == nil {
+		o.Warn = func(string) {}
+	}
+	if err := CleanStale(o.Root); err != nil {
+		return 125, err
+	}
+	net, err := NetworkFor(o.Net)
+	if err != nil {
+		return 125, err
+	}
+	mounts, err := ParseVolumes(o.Volumes)
+	if err != nil {
+		return 125, err
+	}
+	caps, err := CapSet(o.CapAdd, o.CapDrop)
+	if err != nil {
+		return 125, err
+	}
+	if o.User != "" {
+		if err := checkUserSpec(o.User); err != nil {
+			return 125, err
+		}
+	}
+	env, err := buildEnv(o)
+	if err != nil {
+		return 125, err
+	}
+	args := append([]string{}, o.Config.Entrypoint...)
+	cmdArgs := o.Config.Cmd
+	if o.Entrypoint != nil {
+		args = append([]string{}, *o.Entrypoint...)
+		cmdArgs = nil // Docker: --entrypoint resets the image's Cmd
+	}
+	if len(o.Args) > 0 {
+		cmdArgs = o.Args
+	}
+	args = append(args, cmdArgs...)
+	if len(args) == 0 {
+		return 125, fmt.Errorf("no command: the image has no Entrypoint or Cmd; give one after the image")
+	}
+	for _, l := range o.Layers {
+		if fi, err := os.Stat(l); err != nil || !fi.IsDir() {
+			return 125, fmt.Errorf("layer %s: not a directory", l)
+		}
+	}
+	if err := checkFuse(); err != nil {
+		return 125, err
+	}
+	plan, err := planIDs(o.UserNS == "keep-id")
+	if err != nil {
+		return 125, err
+	}
+	if o.UserNS != "" && o.UserNS != "keep-id" && o.UserNS != "host" {
+		return 125, fmt.Errorf("--userns %q: want keep-id (or leave it unset)", o.UserNS)
+	}
+	user := o.User
+	if user == "" {
+		user = o.Config.User
+	}
+	if o.UserNS == "keep-id" && user == "" && os.Getuid() != 0 {
+		user = strconv.Itoa(os.Getuid()) + ":" + strconv.Itoa(os.Getgid())
+	}
+	if plan.warning != "" {
+		o.Warn(plan.warning)
+	}
+	if w := cgroupWarning(); w != "" {
+		o.Warn(w)
+	}
+	if err := checkNameFree(o.Root, o.Name); err != nil {
+		return 125, err
+	}
+
+	// Past validation: from here on, every failure removes what it made.
+	c, rdir, err := create(o, args)
+	if err != nil {
+		return 125, err
+	}
+	hostname := c.Hostname
+	cleanup := func() {
+		removeTree(c.Dir)
+		os.RemoveAll(rdir)
+	}
+	lock, err := lockRuntime(rdir)
+	if err != nil {
+		cleanup()
+		return 125, err
+	}
+	defer lock.release()
+	if err := writeInitLayer(filepath.Join(c.Dir, "init"), hostname, net); err != nil {
+		lock.release()
+		cleanup()
+		return 125, err
+	}
+	wd := o.WorkingDir
+	if wd == "" {
+		wd = o.Config.WorkingDir
+	}
+	if wd == "" {
+		wd = "/"
+	}
+	if !filepath.IsAbs(wd) {
+		lock.release()
+		cleanup()
+		return 125, fmt.Errorf("working directory %q: must be an absolute path", wd)
+	}
+	spec := &Spec{
+		Mode:         modeRun,
+		ID:           c.ID,
+		ContainerDir: c.Dir,
+		Lowers:       append([]string{filepath.Join(c.Dir, "init")}, o.Layers...),
+		Upper:        filepath.Join(c.Dir, "upper"),
+		Work:         filepath.Join(c.Dir, "work"),
+		Rootfs:       filepath.Join(rdir, "rootfs"),
+		ReadOnly:     o.ReadOnly,
+		Hostname:     hostname,
+		NetNS:        net.NewNetNS(),
+		Mounts:       mounts,
+		Args:         args,
+		Env:          append(env, "HOSTNAME="+hostname),
+		WorkingDir:   wd,
+		User:         user,
+		Caps:         caps,
+		Seccomp:      o.Seccomp,
+		Init:         o.Init,
+		TTY:          o.TTY,
+		Remove:       o.Remove,
+	}
+	if o.TTY && !hasEnv(spec.Env, "TERM") {
+		spec.Env = append(spec.Env, "TERM=xterm")
+	}
+
+	code, started, err := supervise(o, plan, spec, net)
+	if err != nil || !started {
+		lock.release()
+		cleanup()
+		if err == nil {
+			err = exitErr(125, "container did not start")
+		}
+		return exitCodeOf(err), err
+	}
+	if !o.Remove {
+		writeJSON(filepath.Join(c.Dir, "state.json"), State{Status: "exited", ExitCode: code, Finished: time.Now()})
+	} else {
+		removeTree(c.Dir) // the child removed it already, unless it was killed
+	}
+	os.RemoveAll(rdir)
+	return code, nil
+}
+
+func exitCodeOf(err error) int {
+	var ee *ExitError
+	if errors.As(err, &ee) {
+		return ee.Code
+	}
+	return 125
+}
+
+func hasEnv(env []string, key string) bool {
+	for _, e := range env {
+		if strings.HasPrefix(e, key+"=") {
+			return true
+		}
+	}
+	return false
+}
+
+func checkFuse() error {
+	f, err := os.OpenFile("/dev/fuse", os.O_RDWR, 0)
+	if err != nil {
+		return fmt.Errorf("open /dev/fuse: %w; strata needs FUSE: load the module (modprobe fuse) and make /dev/fuse readable and writable by you (chmod 0666 /dev/fuse)", err)
+	}
+	f.Close()
+	return nil
+}
+
+func checkNameFree(root, name string) error {
+	if name == "" {
+		return nil
+	}
+	cs, err := List(root)
+	if err != nil {
+		return err
+	}
+	for _, c := range cs {
+		if c.Name == name {
+			return fmt.Errorf("--name %s: already in use by container %.12s; remove it first (strata rm %s)", name, c.ID, name)
+		}
+	}
+	return nil
+}
+
+// create makes the container dir and runtime dir.
+func create(o Options, args []string) (Container, string, error) {
+	id := newID()
+	name := o.Name
+	if name == "" {
+		name = id[:12]
+	}
+	hostname := o.Hostname
+	if hostname == "" {
+		hostname = id[:12]
+		if o.Net == "host" {
+			hostname, _ = os.Hostname()
+		}
+	}
+	c := Container{ID: id, Name: name, Image: o.Image, Command: args, Created: time.Now(), Remove: o.Remove, Hostname: hostname,
+		Dir: filepath.Join(containersDir(o.Root), id)}
+	run, err := RuntimeDir()
+	if err != nil {
+		return c, "", err
+	}
+	rdir := filepath.Join(run, id)
+	fail := func(err error) (Container, string, error) {
+		os.RemoveAll(c.Dir)
+		os.RemoveAll(rdir)
+		return c, "", err
+	}
+	for _, d := range []string{c.Dir, filepath.Join(c.Dir, "upper"), filepath.Join(c.Dir, "work"), filepath.Join(c.Dir, "init"),
+		rdir, filepath.Join(rdir, "rootfs")} {
+		if err := os.MkdirAll(d, 0o700); err != nil {
+			return fail(fmt.Errorf("create %s: %w", d, err))
+		}
+	}
+	// The upper's root becomes the container's "/": world-searchable, like
+	// any root directory.
+	os.Chmod(filepath.Join(c.Dir, "upper"), 0o755)
+	os.Chmod(filepath.Join(c.Dir, "init"), 0o755)
+	if err := os.WriteFile(filepath.Join(c.Dir, "image"), []byte(o.Image+"\n"), 0o600); err != nil {
+		return fail(fmt.Errorf("write %s: %w", filepath.Join(c.Dir, "image"), err))
+	}
+	if err := writeJSON(filepath.Join(c.Dir, "config.json"), c); err != nil {
+		return fail(err)
+	}
+	if err := os.WriteFile(filepath.Join(rdir, "root"), []byte(o.Root), 0o600); err != nil {
+		return fail(fmt.Errorf("write %s: %w", rdir, err))
+	}
+	if err := os.WriteFile(filepath.Join(rdir, "pid"), []byte(strconv.Itoa(os.Getpid())), 0o600); err != nil {
+		return fail(fmt.Errorf("write %s: %w", rdir, err))
+	}
+	return c, rdir, nil
+}
+
+// forwarded are the signals strata passes on to the container. SIGKILL and
+// SIGSTOP cannot be caught; a SIGKILL of strata still ends the container,
+// through Pdeathsig.
+var forwarded = []os.Signal{syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP, syscall.SIGQUIT,
+	syscall.SIGUSR1, syscall.SIGUSR2, syscall.SIGCONT, syscall.SIGALRM}
+
+// supervise starts the child, relays terminal I/O and signals, and waits.
+// started is false when setup failed before the command ran.
+func supervise(o Options, plan idPlan, spec *Spec, net Network) (code int, started bool, err error) {
+	// Pdeathsig fires when the forking thread exits, not the process: keep
+	// this goroutine on one thread for good.
+	runtime.LockOSThread()
+
+	var stdio [3]*os.File
+	var ptmx, tty *os.File
+	var restore func()
+	if o.TTY {
+		ptmx, tty, err = pty.Open()
+		if err != nil {
+			return 125, false, fmt.Errorf("open pseudo-terminal: %w", err)
+		}
+		defer ptmx.Close()
+		if term.IsTerminal(int(os.Stdin.Fd())) {
+			pty.InheritSize(os.Stdin, ptmx)
+			if o.Stdin {
+				if st, err := term.MakeRaw(int(os.Stdin.Fd())); err == nil {
+					restore = func() { term.Restore(int(os.Stdin.Fd()), st) }
+					defer restore()
+				}
+			}
+		}
+		stdio = [3]*os.File{tty, tty, tty}
+	} else {
+		stdin := os.Stdin
+		if !o.Stdin {
+			null, err := os.Open(os.DevNull)
+			if err != nil {
+				return 125, false, err
+			}
+			defer null.Close()
+			stdin = null
+		}
+		stdio = [3]*os.File{stdin, os.Stdout, os.Stderr}
+	}
+
+	errR, errW, err := os.Pipe()
+	if err != nil {
+		return 125, false, err
+	}
+	sigs := make(chan os.Signal, 16)
+	signal.Notify(sigs, forwarded...)
+	defer signal.Stop(sigs)
+
+	cmd, err := startChild(plan, spec, spec.NetNS, stdio, errW)
+	errW.Close()
+	if tty != nil {
+		tty.Close()
+	}
+	if err != nil {
+		errR.Close()
+		return 125, false, err
+	}
+	if err := net.Attach(cmd.Process.Pid); err != nil {
+		cmd.Process.Kill()
+		cmd.Wait()
+		return 125, false, err
+	}
+	defer net.Close()
+
+	outDone := make(chan struct{})
+	if ptmx != nil {
+		if o.Stdin {
+			go io.Copy(ptmx, os.Stdin)
+		}
+		go func() { io.Copy(os.Stdout, ptmx); close(outDone) }()
+		winch := make(chan os.Signal, 1)
+		signal.Notify(winch, syscall.SIGWINCH)
+		defer signal.Stop(winch)
+		go func() {
+			for range winch {
+				pty.InheritSize(os.Stdin, ptmx)
+			}
+		}()
+	} else {
+		close(outDone)
+	}
+	go func() {
+		for s := range sigs {
+			cmd.Process.Signal(s)
+		}
+	}()
+
+	setupErr := readSetupError(errR)
+	werr := cmd.Wait()
+	if ptmx != nil {
+		// All slave fds are gone once the container is; the master then
+		// reads EIO. Bounded, in case a process escaped with the slave.
+		select {
+		case <-outDone:
+		case <-time.After(2 * time.Second):
+		}
+	}
+	if setupErr != nil {
+		return setupErr.Code, false, &ExitError{Code: setupErr.Code, Err: errors.New(setupErr.Msg)}
+	}
+	code = 0
+	if werr != nil {
+		var ee *exec.ExitError
+		if !errors.As(werr, &ee) {
+			return 125, false, fmt.Errorf("wait for container: %w", werr)
+		}
+		ws := ee.Sys().(syscall.WaitStatus)
+		if ws.Signaled() {
+			code = 128 + int(ws.Signal())
+		} else {
+			code = ws.ExitStatus()
+		}
+	}
+	return code, true, nil
+}
+
+// readSetupError reads the error pipe to EOF: nothing means every re-exec
+// got as far as executing the command.
+func readSetupError(r *os.File) *setupError {
+	defer r.Close()
+	data, _ := io.ReadAll(r)
+	if len(strings.TrimSpace(string(data))) == 0 {
+		return nil
+	}
+	var e setupError
+	if err := json.Unmarshal(data, &e); err != nil {
+		return &setupError{Code: 125, Msg: strings.TrimSpace(string(data))}
+	}
+	return &e
+}
