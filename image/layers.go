@@ -65,13 +65,21 @@ func (s *Store) AddLayer(r io.Reader, want string) (diffID string, size int64, e
 		return "", 0, err
 	}
 	defer unlock()
-	return s.addLayer(r, want)
+	l, err := s.addLayer(r, want)
+	return l.DiffID, l.Size, err
 }
 
-func (s *Store) addLayer(r io.Reader, want string) (string, int64, error) {
+// layerInfo describes a layer just added.
+type layerInfo struct {
+	DiffID  string
+	Size    int64 // bytes of file contents
+	TarSize int64 // bytes of the uncompressed tar stream
+}
+
+func (s *Store) addLayer(r io.Reader, want string) (layerInfo, error) {
 	tmp, err := os.MkdirTemp(filepath.Join(s.root, "tmp"), "layer-")
 	if err != nil {
-		return "", 0, fmt.Errorf("unpack layer: %w", err)
+		return layerInfo{}, fmt.Errorf("unpack layer: %w", err)
 	}
 	keep := false
 	defer func() {
@@ -81,7 +89,7 @@ func (s *Store) addLayer(r io.Reader, want string) (string, int64, error) {
 	}()
 	plain, err := decompress(r)
 	if err != nil {
-		return "", 0, fmt.Errorf("unpack layer: %w", err)
+		return layerInfo{}, fmt.Errorf("unpack layer: %w", err)
 	}
 	defer plain.Close()
 	h := sha256.New()
@@ -92,21 +100,22 @@ func (s *Store) addLayer(r io.Reader, want string) (string, int64, error) {
 		_, err = io.Copy(io.Discard, lr)
 	}
 	if err != nil {
-		return "", 0, fmt.Errorf("unpack layer: %w", err)
+		return layerInfo{}, fmt.Errorf("unpack layer: %w", err)
 	}
 	diffID := digestOf(h)
 	if want != "" && want != diffID {
-		return "", 0, fmt.Errorf("unpack layer: content has diff ID %s, the image config says %s", diffID, want)
+		return layerInfo{}, fmt.Errorf("unpack layer: content has diff ID %s, the image config says %s", diffID, want)
 	}
+	info := layerInfo{DiffID: diffID, Size: size, TarSize: lr.n}
 	dst := s.LayerDir(diffID)
 	if err := os.Rename(tmp, dst); err != nil {
 		if _, serr := os.Stat(dst); serr == nil {
-			return diffID, size, nil // someone else unpacked it first
+			return info, nil // someone else unpacked it first
 		}
-		return "", 0, fmt.Errorf("unpack layer %s: %w", dst, err)
+		return layerInfo{}, fmt.Errorf("unpack layer %s: %w", dst, err)
 	}
 	keep = true
-	return diffID, size, nil
+	return info, nil
 }
 
 // HasLayer reports whether the layer with this diff ID is unpacked.

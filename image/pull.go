@@ -197,7 +197,7 @@ func (s *Store) fetchLayer(img v1.Image, desc v1.Descriptor, want string, fromRe
 		ev.Current = n
 		progress(ev)
 	}}
-	_, size, err := s.addLayer(cr, want)
+	info, err := s.addLayer(cr, want)
 	if err != nil {
 		return 0, err
 	}
@@ -212,7 +212,7 @@ func (s *Store) fetchLayer(img v1.Image, desc v1.Descriptor, want string, fromRe
 	}
 	ev.Done = true
 	progress(ev)
-	return size, nil
+	return info.Size, nil
 }
 
 type countingReader struct {

@@ -1,0 +1,33 @@
+package main
+
+import (
+	"fmt"
+
+	"github.com/spf13/cobra"
+)
+
+func init() {
+	rootCmd.AddCommand(&cobra.Command{
+		Use:   "diff CONTAINER",
+		Short: "List files a container added (A), changed (C) or deleted (D)",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			store, err := openImageStore()
+			if err != nil {
+				return err
+			}
+			dir, err := store.FindContainer(args[0])
+			if err != nil {
+				return err
+			}
+			changes, err := store.Diff(dir)
+			if err != nil {
+				return err
+			}
+			for _, c := range changes {
+				fmt.Fprintln(cmd.OutOrStdout(), c)
+			}
+			return nil
+		},
+	})
+}

@@ -1,0 +1,73 @@
+package main
+
+import (
+	"fmt"
+	"os"
+
+	"github.com/strata-run/strata/image"
+	"github.com/vbauerster/mpb/v8"
+	"github.com/vbauerster/mpb/v8/decor"
+	"golang.org/x/term"
+)
+
+// openImageStore opens the image store at --root.
+func openImageStore() (*image.Store, error) {
+	return image.Open(storeRoot())
+}
+
+// layerBars draws one progress bar per layer on stderr, unless quiet or
+// stderr is not a terminal. Call wait when the transfer is over.
+type layerBars struct {
+	p    *mpb.Progress
+	bars map[string]*mpb.Bar
+}
+
+func newLayerBars(quiet bool) *layerBars {
+	if quiet || !term.IsTerminal(int(os.Stderr.Fd())) {
+		return &layerBars{}
+	}
+	return &layerBars{p: mpb.New(mpb.WithOutput(os.Stderr), mpb.WithWidth(40)), bars: map[string]*mpb.Bar{}}
+}
+
+// event feeds an image.ProgressEvent to the bars; nil when bars are off.
+func (l *layerBars) event() func(image.ProgressEvent) {
+	if l.p == nil {
+		return nil
+	}
+	return func(ev image.ProgressEvent) {
+		b := l.bars[ev.Layer]
+		if b == nil {
+			label := image.ShortID(ev.Layer)
+			status := decor.Name("")
+			if ev.Skipped {
+				status = decor.Name(" already present")
+			}
+			b = l.p.AddBar(ev.Total,
+				mpb.PrependDecorators(decor.Name(label+" "), decor.CountersKibiByte("% .1f / % .1f")),
+				mpb.AppendDecorators(status, decor.OnComplete(decor.Percentage(), " done")))
+			l.bars[ev.Layer] = b
+		}
+		b.SetCurrent(ev.Current)
+		if ev.Done {
+			b.SetTotal(-1, true)
+		}
+	}
+}
+
+func (l *layerBars) wait() {
+	if l.p == nil {
+		return
+	}
+	for _, b := range l.bars {
+		if !b.Completed() {
+			b.Abort(false)
+		}
+	}
+	l.p.Wait()
+}
+
+func printLoaded(imgs []*image.Image) {
+	for _, img := range imgs {
+		fmt.Printf("Loaded image %s %s\n", image.ShortID(img.ID), img.Name())
+	}
+}

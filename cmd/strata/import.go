@@ -1,0 +1,32 @@
+package main
+
+import (
+	"fmt"
+
+	"github.com/spf13/cobra"
+)
+
+func init() {
+	rootCmd.AddCommand(&cobra.Command{
+		Use:   "import TARBALL|DIR NAME",
+		Short: "Make a one-layer image from a root filesystem",
+		Long: `Make a one-layer image named NAME from a root filesystem: a directory, or a
+tar (plain, gzip or zstd). Files you own become root's, as they look inside a
+rootless container. The image gets PATH and runs /bin/sh by default.`,
+		Example: `  strata import rootfs.tar.gz myimage:latest
+  strata import ./rootfs myimage`,
+		Args: cobra.ExactArgs(2),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			store, err := openImageStore()
+			if err != nil {
+				return err
+			}
+			img, err := store.Import(args[0], args[1])
+			if err != nil {
+				return err
+			}
+			fmt.Println(img.ID)
+			return nil
+		},
+	})
+}

@@ -1,0 +1,26 @@
+package main
+
+import (
+	"github.com/spf13/cobra"
+)
+
+func init() {
+	rootCmd.AddCommand(&cobra.Command{
+		Use:     "tag IMAGE NAME...",
+		Short:   "Give an image more names",
+		Example: `  strata tag strata/busybox:latest mybox:v1`,
+		Args:    cobra.MinimumNArgs(2),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			store, err := openImageStore()
+			if err != nil {
+				return err
+			}
+			for _, n := range args[1:] {
+				if err := store.Tag(args[0], n); err != nil {
+					return err
+				}
+			}
+			return nil
+		},
+	})
+}

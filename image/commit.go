@@ -1,0 +1,204 @@
+package image
+
+import (
+	"bufio"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+
+	"golang.org/x/sys/unix"
+)
+
+// InitFiles are the files the runtime writes into a container's init
+// layer; should they show up in an upper, diff and commit still leave them
+// out, so one container's identity never leaks into an image.
+var InitFiles = []string{"etc/hosts", "etc/resolv.conf", "etc/hostname"}
+
+// ContainerImage reads the image a container runs from
+// <containerDir>/image (first non-empty line: name or ID).
+func (s *Store) ContainerImage(containerDir string) (*Image, error) {
+	p := filepath.Join(containerDir, "image")
+	f, err := os.Open(p)
+	if err != nil {
+		return nil, fmt.Errorf("container %s: %w", containerDir, err)
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		if l := strings.TrimSpace(sc.Text()); l != "" {
+			img, err := s.Resolve(l)
+			if err != nil {
+				return nil, fmt.Errorf("container %s: %w", containerDir, err)
+			}
+			return img, nil
+		}
+	}
+	return nil, fmt.Errorf("container %s: %s names no image", containerDir, p)
+}
+
+// Commit turns the upper dir of the container in containerDir into a new
+// layer on top of the container's image, and names the result name.
+func (s *Store) Commit(containerDir, name string) (*Image, error) {
+	base, err := s.ContainerImage(containerDir)
+	if err != nil {
+		return nil, err
+	}
+	upper := filepath.Join(containerDir, "upper")
+	if _, err := os.Stat(upper); err != nil {
+		return nil, fmt.Errorf("commit: container upper %s: %w", upper, err)
+	}
+	skip := map[string]bool{}
+	for _, f := range InitFiles {
+		skip[f] = true
+	}
+	tarPath, err := s.tarDir(upper, tarOptions{overlay: true, rootOwned: true, skip: skip})
+	if err != nil {
+		return nil, fmt.Errorf("commit %s: %w", upper, err)
+	}
+	defer os.Remove(tarPath)
+	img, err := s.newImage(base, nil, tarPath, name, "strata commit")
+	if err != nil {
+		return nil, fmt.Errorf("commit %s: %w", containerDir, err)
+	}
+	return img, nil
+}
+
+// Change is one line of `strata diff`.
+type Change struct {
+	Kind byte   // 'A' added, 'C' changed, 'D' deleted
+	Path string // absolute, inside the container
+}
+
+func (c Change) String() string { return string(c.Kind) + " " + c.Path }
+
+// Diff lists what the container in containerDir changed relative to its
+// image, sorted by path.
+func (s *Store) Diff(containerDir string) ([]Change, error) {
+	base, err := s.ContainerImage(containerDir)
+	if err != nil {
+		return nil, err
+	}
+	lowers := base.Layers()
+	upper := filepath.Join(containerDir, "upper")
+	skip := map[string]bool{}
+	for _, f := range InitFiles {
+		skip[f] = true
+	}
+	var out []Change
+	err = filepath.WalkDir(upper, func(p string, _ fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(upper, p)
+		if rel == "." {
+			return nil
+		}
+		if skip[rel] {
+			return nil
+		}
+		dir, name := filepath.Split(rel)
+		if name == opaqueMarker {
+			return nil
+		}
+		var st unix.Stat_t
+		if err := unix.Lstat(p, &st); err != nil {
+			return fmt.Errorf("stat %s: %w", p, err)
+		}
+		if strings.HasPrefix(name, whiteoutPrefix) {
+			rel = dir + strings.TrimPrefix(name, whiteoutPrefix)
+			if !skip[rel] {
+				out = append(out, Change{'D', "/" + rel})
+			}
+			return nil
+		}
+		if isOverlayWhiteout(p, &st) {
+			out = append(out, Change{'D', "/" + rel})
+			return nil
+		}
+		kind := byte('A')
+		if lowerHas(lowers, rel) {
+			kind = 'C'
+		}
+		out = append(out, Change{kind, "/" + rel})
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("diff %s: %w", upper, err)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Path < out[j].Path })
+	return out, nil
+}
+
+// lowerHas reports whether rel is visible in the union of lowers (top
+// first), honouring OCI whiteouts and opaque markers.
+func lowerHas(lowers []string, rel string) bool {
+	parts := strings.Split(rel, "/")
+	for _, l := range lowers {
+		// A whiteout or opaque marker on any ancestor in this layer hides
+		// everything below it in the layers beneath.
+		hidden := false
+		for i := range parts {
+			prefix := filepath.Join(parts[:i]...)
+			if _, err := os.Lstat(filepath.Join(l, prefix, whiteoutPrefix+parts[i])); err == nil {
+				return false
+			}
+			if i < len(parts)-1 {
+				if _, err := os.Lstat(filepath.Join(l, prefix, parts[i], opaqueMarker)); err == nil {
+					hidden = true
+				}
+			}
+		}
+		if _, err := os.Lstat(filepath.Join(l, rel)); err == nil {
+			return true
+		} else if !errors.Is(err, os.ErrNotExist) && !errors.Is(err, unix.ENOTDIR) {
+			return false
+		}
+		if hidden {
+			return false
+		}
+	}
+	return false
+}
+
+// FindContainer returns the directory of the container whose ID, ID
+// prefix or name is ref, under <root>/containers (the runtime's layout:
+// <id>/config.json holds "id" and "name").
+func (s *Store) FindContainer(ref string) (string, error) {
+	dir := filepath.Join(s.root, "containers")
+	entries, err := os.ReadDir(dir)
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		return "", fmt.Errorf("list %s: %w", dir, err)
+	}
+	var hits []string
+	for _, e := range entries {
+		if !e.IsDir() {
+			continue
+		}
+		cdir := filepath.Join(dir, e.Name())
+		var c struct {
+			ID   string `json:"id"`
+			Name string `json:"name"`
+		}
+		if data, err := os.ReadFile(filepath.Join(cdir, "config.json")); err == nil {
+			json.Unmarshal(data, &c)
+		}
+		if e.Name() == ref || c.ID == ref || (c.Name != "" && c.Name == ref) {
+			return cdir, nil
+		}
+		if len(ref) >= 3 && strings.HasPrefix(e.Name(), ref) {
+			hits = append(hits, cdir)
+		}
+	}
+	switch len(hits) {
+	case 1:
+		return hits[0], nil
+	case 0:
+		return "", fmt.Errorf("container %s: no such container in %s", ref, dir)
+	}
+	return "", fmt.Errorf("container %s: ambiguous ID prefix", ref)
+}

@@ -1,0 +1,224 @@
+package image
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"golang.org/x/sys/unix"
+)
+
+// Tag gives the image ref the additional name newName (moved from any
+// image that had it).
+func (s *Store) Tag(ref, newName string) error {
+	n, err := NormalizeName(newName, true)
+	if err != nil {
+		return err
+	}
+	return s.updateIndex(func(ix *index) error {
+		r, err := ix.find(ref)
+		if err != nil {
+			return err
+		}
+		ix.moveName(n, r)
+		return nil
+	})
+}
+
+// RemoveResult says what Remove did.
+type RemoveResult struct {
+	Untagged []string
+	Deleted  string // image ID, when the image itself went
+}
+
+// Remove removes ref: given a name of an image that has other names, only
+// that name; otherwise the image. An image a container uses is kept unless
+// force. Layers stay until Prune.
+func (s *Store) Remove(ref string, force bool) (RemoveResult, error) {
+	var res RemoveResult
+	users, err := s.containerImageRefs()
+	if err != nil {
+		return res, err
+	}
+	err = s.updateIndex(func(ix *index) error {
+		r, err := ix.find(ref)
+		if err != nil {
+			return err
+		}
+		byName := ""
+		for _, c := range candidateNames(ref) {
+			for _, n := range r.Names {
+				if n == c && byName == "" {
+					byName = n
+				}
+			}
+		}
+		if byName != "" && len(r.Names) > 1 {
+			ix.untag(r, byName)
+			res.Untagged = []string{byName}
+			return nil
+		}
+		if !force {
+			for cid, refs := range users {
+				for _, u := range refs {
+					if ur, err := ix.find(u); err == nil && ur == r {
+						return fmt.Errorf("image %s is used by container %s: remove the container first, or force", ref, ShortID(cid))
+					}
+				}
+			}
+		}
+		res.Untagged = append(res.Untagged, r.Names...)
+		res.Deleted = r.ID
+		kept := ix.Images[:0]
+		for _, o := range ix.Images {
+			if o != r {
+				kept = append(kept, o)
+			}
+		}
+		ix.Images = kept
+		return nil
+	})
+	return res, err
+}
+
+func (ix *index) untag(r *Record, name string) {
+	kept := r.Names[:0]
+	for _, n := range r.Names {
+		if n != name {
+			kept = append(kept, n)
+		}
+	}
+	r.Names = kept
+}
+
+// containerImageRefs reads <root>/containers/<id>/image of every
+// container: each non-empty line is an image name or ID, a layer diff ID,
+// or a layer directory.
+func (s *Store) containerImageRefs() (map[string][]string, error) {
+	dir := filepath.Join(s.root, "containers")
+	entries, err := os.ReadDir(dir)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("list %s: %w", dir, err)
+	}
+	out := map[string][]string{}
+	for _, e := range entries {
+		if !e.IsDir() {
+			continue
+		}
+		p := filepath.Join(dir, e.Name(), "image")
+		f, err := os.Open(p)
+		if errors.Is(err, os.ErrNotExist) {
+			continue
+		}
+		if err != nil {
+			return nil, fmt.Errorf("read %s: %w", p, err)
+		}
+		sc := bufio.NewScanner(f)
+		for sc.Scan() {
+			if l := strings.TrimSpace(sc.Text()); l != "" {
+				out[e.Name()] = append(out[e.Name()], l)
+			}
+		}
+		f.Close()
+	}
+	return out, nil
+}
+
+// PruneResult lists what Prune removed.
+type PruneResult struct {
+	Layers []string // diff IDs
+	Blobs  int
+	Bytes  int64
+}
+
+// Prune removes unpacked layers that no image and no container uses,
+// blobs no image refers to, and leftovers of interrupted unpacks. It waits
+// for pulls and loads in progress to finish.
+func (s *Store) Prune() (PruneResult, error) {
+	var res PruneResult
+	unlock, err := s.lockFile("gc.lock", unix.LOCK_EX)
+	if err != nil {
+		return res, err
+	}
+	defer unlock()
+	ix, err := s.readIndex()
+	if err != nil {
+		return res, err
+	}
+	usedLayers := map[string]bool{}
+	usedBlobs := map[string]bool{}
+	for _, r := range ix.Images {
+		usedBlobs[strings.TrimPrefix(r.ID, "sha256:")] = true
+		usedBlobs[strings.TrimPrefix(r.Manifest, "sha256:")] = true
+		for _, d := range r.DiffIDs {
+			usedLayers[strings.TrimPrefix(d, "sha256:")] = true
+		}
+	}
+	users, err := s.containerImageRefs()
+	if err != nil {
+		return res, err
+	}
+	layersDir := filepath.Join(s.root, "layers")
+	for _, refs := range users {
+		for _, u := range refs {
+			if r, err := ix.find(u); err == nil {
+				for _, d := range r.DiffIDs {
+					usedLayers[strings.TrimPrefix(d, "sha256:")] = true
+				}
+				continue
+			}
+			if rel, err := filepath.Rel(layersDir, u); err == nil && filepath.IsAbs(u) && !strings.HasPrefix(rel, "..") {
+				usedLayers[strings.SplitN(rel, "/", 2)[0]] = true
+				continue
+			}
+			usedLayers[strings.TrimPrefix(u, "sha256:")] = true
+		}
+	}
+	entries, err := os.ReadDir(layersDir)
+	if err != nil {
+		return res, fmt.Errorf("list %s: %w", layersDir, err)
+	}
+	for _, e := range entries {
+		if usedLayers[e.Name()] {
+			continue
+		}
+		p := filepath.Join(layersDir, e.Name())
+		// Make it look incomplete first, so a crash midway leaves no
+		// half-deleted layer that passes for a whole one.
+		doomed := filepath.Join(s.root, "tmp", "prune-"+e.Name())
+		if err := os.Rename(p, doomed); err != nil {
+			return res, fmt.Errorf("prune %s: %w", p, err)
+		}
+		res.Bytes += dirSize(doomed)
+		if err := os.RemoveAll(doomed); err != nil {
+			return res, fmt.Errorf("prune %s: %w", doomed, err)
+		}
+		res.Layers = append(res.Layers, "sha256:"+e.Name())
+	}
+	blobDir := filepath.Join(s.root, "blobs", "sha256")
+	blobs, err := os.ReadDir(blobDir)
+	if err != nil {
+		return res, fmt.Errorf("list %s: %w", blobDir, err)
+	}
+	for _, b := range blobs {
+		if !usedBlobs[b.Name()] {
+			if err := os.Remove(filepath.Join(blobDir, b.Name())); err != nil {
+				return res, fmt.Errorf("prune: %w", err)
+			}
+			res.Blobs++
+		}
+	}
+	// With gc.lock held exclusively no unpack is running: all of tmp is debris.
+	tmp := filepath.Join(s.root, "tmp")
+	leftovers, _ := os.ReadDir(tmp)
+	for _, l := range leftovers {
+		os.RemoveAll(filepath.Join(tmp, l.Name()))
+	}
+	return res, nil
+}
