@@ -22,12 +22,12 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-const crashFileSize = 1 << 30
+const ufCrashFileSize = 1 << 30
 
-// writeBigLower writes a 1 GiB file of non-zero data (so no copy can skip
+// ufWriteBigLower writes a 1 GiB file of non-zero data (so no copy can skip
 // holes) and returns the sha256 of its contents and of its contents with
 // the byte the test appends.
-func writeBigLower(t *testing.T, path string, appended byte) (oldSum, newSum string) {
+func ufWriteBigLower(t *testing.T, path string, appended byte) (oldSum, newSum string) {
 	t.Helper()
 	f, err := os.Create(path)
 	if err != nil {
@@ -40,7 +40,7 @@ func writeBigLower(t *testing.T, path string, appended byte) (oldSum, newSum str
 	for i := range buf {
 		buf[i] = byte(i*7 + 1)
 	}
-	for written := 0; written < crashFileSize; written += len(buf) {
+	for written := 0; written < ufCrashFileSize; written += len(buf) {
 		buf[0] = byte(written >> 22) // every block differs
 		if _, err := w.Write(buf); err != nil {
 			t.Fatal(err)
@@ -62,7 +62,7 @@ func writeBigLower(t *testing.T, path string, appended byte) (oldSum, newSum str
 	return oldSum, hex.EncodeToString(h2.Sum(nil))
 }
 
-func sumFile(path string) (string, int64, error) {
+func ufSumFile(path string) (string, int64, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return "", 0, err
@@ -73,9 +73,9 @@ func sumFile(path string) (string, int64, error) {
 	return hex.EncodeToString(h.Sum(nil)), n, err
 }
 
-// startStrata runs `strata mount -f` in the background and waits for the
+// ufStartStrata runs `strata mount -f` in the background and waits for the
 // mount; the caller owns the process.
-func startStrata(t *testing.T, argv []string, st difftest.Stack) *exec.Cmd {
+func ufStartStrata(t *testing.T, argv []string, st difftest.Stack) *exec.Cmd {
 	t.Helper()
 	cmd := exec.Command(argv[0], argv[1:]...)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
@@ -113,15 +113,15 @@ func startStrata(t *testing.T, argv []string, st difftest.Stack) *exec.Cmd {
 func TestUnionfsCrashDuringCopyUp(t *testing.T) {
 	harness.RequireRoot(t)
 	bin := harness.Binary(t)
-	crashDuringCopyUp(t, func(st difftest.Stack) []string {
+	ufCrashDuringCopyUp(t, func(st difftest.Stack) []string {
 		return []string{bin, "mount", "-f", "-o", st.OverlayData(), st.Mnt}
 	})
 }
 
-// crashDuringCopyUp runs the crash test with the foreground mount command
+// ufCrashDuringCopyUp runs the crash test with the foreground mount command
 // argv(st) gives.
-func crashDuringCopyUp(t *testing.T, argv func(difftest.Stack) []string) {
-	dir := scratchDir(t, "strata-crash-")
+func ufCrashDuringCopyUp(t *testing.T, argv func(difftest.Stack) []string) {
+	dir := ufScratchDir(t, "strata-crash-")
 	st := difftest.Stack{Lowers: []string{filepath.Join(dir, "lower")}, Upper: filepath.Join(dir, "upper"),
 		Work: filepath.Join(dir, "work"), Mnt: filepath.Join(dir, "mnt")}
 	for _, d := range []string{st.Lowers[0], st.Upper, st.Work, st.Mnt} {
@@ -132,9 +132,9 @@ func crashDuringCopyUp(t *testing.T, argv func(difftest.Stack) []string) {
 	if err := os.WriteFile(filepath.Join(st.Lowers[0], "small"), []byte("small\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	oldSum, newSum := writeBigLower(t, filepath.Join(st.Lowers[0], "big"), '!')
+	oldSum, newSum := ufWriteBigLower(t, filepath.Join(st.Lowers[0], "big"), '!')
 
-	server := startStrata(t, argv(st), st)
+	server := ufStartStrata(t, argv(st), st)
 
 	// The append blocks in strata's copy-up; it fails once strata dies.
 	writeErr := make(chan error, 1)
@@ -155,11 +155,11 @@ func crashDuringCopyUp(t *testing.T, argv func(difftest.Stack) []string) {
 	firstSeen := time.Time{}
 	deadline := time.Now().Add(10 * time.Second)
 	for seen == "" && time.Now().Before(deadline) {
-		if p, size, ok := copyTarget(server.Process.Pid, st); ok {
+		if p, size, ok := ufCopyTarget(server.Process.Pid, st); ok {
 			if firstSeen.IsZero() {
 				firstSeen = time.Now()
 			}
-			if size > 0 && size < crashFileSize || time.Since(firstSeen) > 20*time.Millisecond {
+			if size > 0 && size < ufCrashFileSize || time.Since(firstSeen) > 20*time.Millisecond {
 				seen = p + " at " + strconv.FormatInt(size, 10) + " bytes"
 			}
 		}
@@ -183,12 +183,12 @@ func crashDuringCopyUp(t *testing.T, argv func(difftest.Stack) []string) {
 		}
 	}
 
-	startStrata(t, argv(st), st)
-	names := listNames(t, st.Mnt)
+	ufStartStrata(t, argv(st), st)
+	names := ufListNames(t, st.Mnt)
 	if strings.Join(names, " ") != "big small" {
 		t.Errorf("merged view after the crash lists %q, want only big and small", names)
 	}
-	sum, size, err := sumFile(filepath.Join(st.Mnt, "big"))
+	sum, size, err := ufSumFile(filepath.Join(st.Mnt, "big"))
 	if err != nil {
 		t.Fatalf("read big after the crash: %v", err)
 	}
@@ -202,12 +202,12 @@ func crashDuringCopyUp(t *testing.T, argv func(difftest.Stack) []string) {
 	}
 	// The upper must not hold a partial copy either: a kernel mount of it
 	// would show it.
-	if usum, usize, err := sumFile(filepath.Join(st.Upper, "big")); err == nil && usum != oldSum && usum != newSum {
+	if usum, usize, err := ufSumFile(filepath.Join(st.Upper, "big")); err == nil && usum != oldSum && usum != newSum {
 		t.Errorf("upper/big is a partial copy: %d bytes", usize)
 	}
 }
 
-func listNames(t *testing.T, dir string) []string {
+func ufListNames(t *testing.T, dir string) []string {
 	t.Helper()
 	f, err := os.Open(dir)
 	if err != nil {
@@ -222,9 +222,9 @@ func listNames(t *testing.T, dir string) []string {
 	return names
 }
 
-// copyTarget finds a file under the work dir or upper that process pid has
+// ufCopyTarget finds a file under the work dir or upper that process pid has
 // open, and its size now.
-func copyTarget(pid int, st difftest.Stack) (string, int64, bool) {
+func ufCopyTarget(pid int, st difftest.Stack) (string, int64, bool) {
 	fdDir := "/proc/" + strconv.Itoa(pid) + "/fd"
 	ents, err := os.ReadDir(fdDir)
 	if err != nil {

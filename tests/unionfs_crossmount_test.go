@@ -22,7 +22,7 @@ import (
 func TestUnionfsCrossMount(t *testing.T) {
 	harness.RequireRoot(t)
 	bin := harness.Binary(t)
-	dir := scratchDir(t, "strata-cross-")
+	dir := ufScratchDir(t, "strata-cross-")
 	strata := difftest.Strata{Bin: bin}
 	kernel := difftest.Kernel{Index: true}
 	ids := []int{0, 1000, 1001, 65534}
@@ -36,7 +36,7 @@ func TestUnionfsCrossMount(t *testing.T) {
 		} {
 			name := way.name + map[bool]string{false: "/no-hardlinks", true: "/hardlinks"}[hl]
 			t.Run(name, func(t *testing.T) {
-				cm := crossMounter{dir: dir, layout: difftest.Layout{HardLinks: hl}, writer: way.writer, reader: way.reader}
+				cm := ufCrossMounter{dir: dir, layout: difftest.Layout{HardLinks: hl}, writer: way.writer, reader: way.reader}
 				for seed := int64(1); seed <= 3; seed++ {
 					// The writer's state drives generation; the list is then fixed.
 					ops, msg := cm.run(nil, seed, ids, 300)
@@ -48,7 +48,7 @@ func TestUnionfsCrossMount(t *testing.T) {
 						return m
 					})
 					t.Errorf("seed %d: %s\nshortest reproduction (%d ops, %s):\n%swhich shows: %s",
-						seed, firstLineOf(msg), len(short), note, difftest.FormatOps(short), why)
+						seed, ufFirstLineOf(msg), len(short), note, difftest.FormatOps(short), why)
 					return // one shrunk failure per direction is enough to act on
 				}
 			})
@@ -56,12 +56,12 @@ func TestUnionfsCrossMount(t *testing.T) {
 	}
 }
 
-func firstLineOf(s string) string {
+func ufFirstLineOf(s string) string {
 	l, _, _ := strings.Cut(s, "\n")
 	return l
 }
 
-type crossMounter struct {
+type ufCrossMounter struct {
 	dir            string
 	layout         difftest.Layout
 	writer, reader difftest.Backend
@@ -71,7 +71,7 @@ type crossMounter struct {
 // run applies ops (or, when ops is nil, n ops generated from seed) through
 // the writer, snapshots its merged view, unmounts, mounts the same dirs
 // with the reader and compares. It returns the ops and the difference.
-func (c *crossMounter) run(ops []difftest.Op, seed int64, ids []int, n int) ([]difftest.Op, string) {
+func (c *ufCrossMounter) run(ops []difftest.Op, seed int64, ids []int, n int) ([]difftest.Op, string) {
 	sub := filepath.Join(c.dir, fmt.Sprintf("x%d", c.n.Add(1)))
 	defer os.RemoveAll(sub)
 	st, err := difftest.NewStack(sub, c.layout)

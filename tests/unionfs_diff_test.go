@@ -21,7 +21,7 @@ import (
 // The differential test's knobs: -seeds N (or STRATA_DIFFTEST_SEEDS),
 // STRATA_DIFFTEST_OPS, STRATA_DIFFTEST_SEED0 (first seed), and
 // STRATA_DIFFTEST_SHRINK (total time spent shrinking failures, e.g. "5m").
-var diffSeeds = flag.Int("seeds", 0, "differential test: seeds to run (default 20 as root, 8 in a user namespace)")
+var ufDiffSeeds = flag.Int("seeds", 0, "differential test: seeds to run (default 20 as root, 8 in a user namespace)")
 
 func init() {
 	// The user-namespace side of the differential test re-executes this
@@ -29,21 +29,21 @@ func init() {
 	difftest.MaybeChild()
 }
 
-func envInt(name string, def int) int {
+func ufEnvInt(name string, def int) int {
 	if v, err := strconv.Atoi(os.Getenv(name)); err == nil && v > 0 {
 		return v
 	}
 	return def
 }
 
-func seedList(def int) []int64 {
+func ufSeedList(def int) []int64 {
 	n := def
-	if *diffSeeds > 0 {
-		n = *diffSeeds
+	if *ufDiffSeeds > 0 {
+		n = *ufDiffSeeds
 	} else {
-		n = envInt("STRATA_DIFFTEST_SEEDS", def)
+		n = ufEnvInt("STRATA_DIFFTEST_SEEDS", def)
 	}
-	first := envInt("STRATA_DIFFTEST_SEED0", 1)
+	first := ufEnvInt("STRATA_DIFFTEST_SEED0", 1)
 	seeds := make([]int64, n)
 	for i := range seeds {
 		seeds[i] = int64(first + i)
@@ -51,16 +51,16 @@ func seedList(def int) []int64 {
 	return seeds
 }
 
-func shrinkBudget() time.Duration {
+func ufShrinkBudget() time.Duration {
 	if d, err := time.ParseDuration(os.Getenv("STRATA_DIFFTEST_SHRINK")); err == nil {
 		return d
 	}
 	return 90 * time.Second
 }
 
-// scratchDir is a fresh dir others may enter (the test user must reach the
+// ufScratchDir is a fresh dir others may enter (the test user must reach the
 // lowers), removed at the end; mounts left under it fail the test.
-func scratchDir(t *testing.T, prefix string) string {
+func ufScratchDir(t *testing.T, prefix string) string {
 	t.Helper()
 	dir, err := os.MkdirTemp("", prefix)
 	if err != nil {
@@ -72,23 +72,23 @@ func scratchDir(t *testing.T, prefix string) string {
 	return dir
 }
 
-// shrinker hands out the shrink budget: the first failures get it, later
+// ufShrinker hands out the shrink budget: the first failures get it, later
 // ones with the same first line are only reported.
-type shrinker struct {
+type ufShrinker struct {
 	left time.Duration
 	seen map[string]bool
 }
 
-func (s *shrinker) budget(firstLine string) time.Duration {
+func (s *ufShrinker) budget(firstLine string) time.Duration {
 	if s.seen[firstLine] || s.left <= 0 {
 		return 0
 	}
 	return min(s.left, 60*time.Second)
 }
 
-// failureKind strips numbers and names from a failure's first line so
+// ufFailureKind strips numbers and names from a failure's first line so
 // repeats of one bug across seeds count once.
-func failureKind(f string) string {
+func ufFailureKind(f string) string {
 	l, _, _ := strings.Cut(f, "\n")
 	if i := strings.Index(l, "("); i >= 0 {
 		if j := strings.Index(l[i:], ")"); j > 0 {
@@ -106,8 +106,8 @@ func failureKind(f string) string {
 	}, l)
 }
 
-func runSeeds(t *testing.T, seeds []int64, mk func(seed int64, shrink time.Duration) difftest.Result) {
-	sh := &shrinker{left: shrinkBudget(), seen: map[string]bool{}}
+func ufRunSeeds(t *testing.T, seeds []int64, mk func(seed int64, shrink time.Duration) difftest.Result) {
+	sh := &ufShrinker{left: ufShrinkBudget(), seen: map[string]bool{}}
 	failed := 0
 	var all []difftest.Result
 	defer func() { t.Logf("op outcomes over all seeds: %s", difftest.Coverage(all)) }()
@@ -120,7 +120,7 @@ func runSeeds(t *testing.T, seeds []int64, mk func(seed int64, shrink time.Durat
 			continue
 		}
 		failed++
-		kind := failureKind(res.Failure)
+		kind := ufFailureKind(res.Failure)
 		if b := sh.budget(kind); b > 0 {
 			start := time.Now()
 			res = mk(seed, b)
@@ -134,9 +134,9 @@ func runSeeds(t *testing.T, seeds []int64, mk func(seed int64, shrink time.Durat
 	}
 }
 
-func rootConfig(t *testing.T, dir string, subject difftest.Backend, seed int64, shrink time.Duration) difftest.Config {
+func ufRootConfig(t *testing.T, dir string, subject difftest.Backend, seed int64, shrink time.Duration) difftest.Config {
 	return difftest.Config{
-		Seed: seed, Ops: envInt("STRATA_DIFFTEST_OPS", 500), Dir: dir,
+		Seed: seed, Ops: ufEnvInt("STRATA_DIFFTEST_OPS", 500), Dir: dir,
 		IDs:          []int{0, 1000, 1001, 65534},
 		Layout:       difftest.Layout{HardLinks: true},
 		Oracle:       difftest.Kernel{Index: true},
@@ -152,9 +152,9 @@ func rootConfig(t *testing.T, dir string, subject difftest.Backend, seed int64, 
 // every seed, so any disagreement the strata tests report is strata's.
 func TestUnionfsDiffKernelVsKernel(t *testing.T) {
 	harness.RequireRoot(t)
-	dir := scratchDir(t, "strata-diffkk-")
-	runSeeds(t, seedList(20)[:3], func(seed int64, shrink time.Duration) difftest.Result {
-		return difftest.Run(rootConfig(t, dir, difftest.Kernel{Index: true}, seed, shrink))
+	dir := ufScratchDir(t, "strata-diffkk-")
+	ufRunSeeds(t, ufSeedList(20)[:3], func(seed int64, shrink time.Duration) difftest.Result {
+		return difftest.Run(ufRootConfig(t, dir, difftest.Kernel{Index: true}, seed, shrink))
 	})
 }
 
@@ -164,9 +164,9 @@ func TestUnionfsDiffKernelVsKernel(t *testing.T) {
 func TestUnionfsDiffRoot(t *testing.T) {
 	harness.RequireRoot(t)
 	bin := harness.Binary(t)
-	dir := scratchDir(t, "strata-diff-")
-	runSeeds(t, seedList(20), func(seed int64, shrink time.Duration) difftest.Result {
-		return difftest.Run(rootConfig(t, dir, difftest.Strata{Bin: bin}, seed, shrink))
+	dir := ufScratchDir(t, "strata-diff-")
+	ufRunSeeds(t, ufSeedList(20), func(seed int64, shrink time.Duration) difftest.Result {
+		return difftest.Run(ufRootConfig(t, dir, difftest.Strata{Bin: bin}, seed, shrink))
 	})
 }
 
@@ -197,13 +197,13 @@ func runUsernsDiff(t *testing.T, kernelOnly bool) {
 	if _, err := exec.LookPath("newuidmap"); err != nil {
 		harness.Skip(t, "newuidmap (package uidmap)")
 	}
-	dir := scratchDir(t, "strata-diffns-")
+	dir := ufScratchDir(t, "strata-diffns-")
 	self, err := os.Executable()
 	if err != nil {
 		t.Fatal(err)
 	}
 	exe := filepath.Join(dir, "tests.test")
-	if err := copyFile(self, exe, 0o755); err != nil {
+	if err := ufCopyFile(self, exe, 0o755); err != nil {
 		t.Fatal(err)
 	}
 	work := filepath.Join(dir, "work")
@@ -213,13 +213,13 @@ func runUsernsDiff(t *testing.T, kernelOnly bool) {
 	if err := os.Chown(work, u.UID, u.GID); err != nil {
 		t.Fatal(err)
 	}
-	seeds := seedList(8)
+	seeds := ufSeedList(8)
 	if kernelOnly {
 		seeds = seeds[:2]
 	}
-	runSeeds(t, seeds, func(seed int64, shrink time.Duration) difftest.Result {
+	ufRunSeeds(t, seeds, func(seed int64, shrink time.Duration) difftest.Result {
 		job := difftest.Job{
-			Seeds: []int64{seed}, Ops: envInt("STRATA_DIFFTEST_OPS", 500), Dir: work, Bin: bin,
+			Seeds: []int64{seed}, Ops: ufEnvInt("STRATA_DIFFTEST_OPS", 500), Dir: work, Bin: bin,
 			CompareEvery: 50, ShrinkTime: shrink, IDs: []int{0, 1000, 1001, 65534},
 			KernelOnly: kernelOnly,
 		}
@@ -247,7 +247,7 @@ func runUsernsDiff(t *testing.T, kernelOnly bool) {
 	})
 }
 
-func copyFile(src, dst string, mode os.FileMode) error {
+func ufCopyFile(src, dst string, mode os.FileMode) error {
 	in, err := os.Open(src)
 	if err != nil {
 		return err
@@ -270,9 +270,9 @@ func copyFile(src, dst string, mode os.FileMode) error {
 // the op list to the couple of ops that show it.
 func TestUnionfsDiffDetects(t *testing.T) {
 	harness.RequireRoot(t)
-	dir := scratchDir(t, "strata-diffdetect-")
+	dir := ufScratchDir(t, "strata-diffdetect-")
 	for seed := int64(1); seed <= 5; seed++ {
-		cfg := rootConfig(t, dir, difftest.Kernel{Index: false}, seed, 60*time.Second)
+		cfg := ufRootConfig(t, dir, difftest.Kernel{Index: false}, seed, 60*time.Second)
 		res := difftest.Run(cfg)
 		if res.Failure == "" {
 			continue

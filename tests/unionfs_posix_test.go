@@ -16,14 +16,14 @@ import (
 	"github.com/strata-run/strata/tests/harness"
 )
 
-// posixProbeEnv makes TestUnionfsPosixKernelProbe run the suite on kernel
+// ufPosixProbeEnv makes TestUnionfsPosixKernelProbe run the suite on kernel
 // overlayfs under the dir it names.
-const posixProbeEnv = "STRATA_POSIX_KERNEL_PROBE_DIR"
+const ufPosixProbeEnv = "STRATA_POSIX_KERNEL_PROBE_DIR"
 
-// posixStack makes one lower holding an empty dir "dir" (the suite runs
+// ufPosixStack makes one lower holding an empty dir "dir" (the suite runs
 // inside it, so it is a merged dir that gets copied up) and an unrelated
 // file, plus empty upper, work and mountpoint.
-func posixStack(t testing.TB, dir string) difftest.Stack {
+func ufPosixStack(t testing.TB, dir string) difftest.Stack {
 	t.Helper()
 	lower := filepath.Join(dir, "lower")
 	for _, d := range []string{filepath.Join(lower, "dir"), filepath.Join(dir, "upper"), filepath.Join(dir, "work"), filepath.Join(dir, "mnt")} {
@@ -37,7 +37,7 @@ func posixStack(t testing.TB, dir string) difftest.Stack {
 	return difftest.Stack{Lowers: []string{lower}, Upper: filepath.Join(dir, "upper"), Work: filepath.Join(dir, "work"), Mnt: filepath.Join(dir, "mnt")}
 }
 
-func posixNames() []string {
+func ufPosixNames() []string {
 	var names []string
 	for n := range posixtest.All {
 		names = append(names, n)
@@ -46,9 +46,9 @@ func posixNames() []string {
 	return names
 }
 
-// runPosix mounts st with b and runs one posixtest in it. A watchdog aborts
+// ufRunPosix mounts st with b and runs one posixtest in it. A watchdog aborts
 // a hung server so the test fails instead of hanging.
-func runPosix(t *testing.T, b difftest.Backend, st difftest.Stack, name string) {
+func ufRunPosix(t *testing.T, b difftest.Backend, st difftest.Stack, name string) {
 	m, err := b.Mount(st)
 	if err != nil {
 		t.Fatal(err)
@@ -71,15 +71,15 @@ func runPosix(t *testing.T, b difftest.Backend, st difftest.Stack, name string) 
 // kernel's own failures cannot fail this test binary); otherwise it does
 // nothing.
 func TestUnionfsPosixKernelProbe(t *testing.T) {
-	dir := os.Getenv(posixProbeEnv)
+	dir := os.Getenv(ufPosixProbeEnv)
 	if dir == "" {
 		t.Log("runs only as TestUnionfsPosix's kernel probe")
 		return
 	}
-	for _, name := range posixNames() {
+	for _, name := range ufPosixNames() {
 		t.Run(name, func(t *testing.T) {
 			sub := filepath.Join(dir, "kernel-"+name)
-			runPosix(t, difftest.Kernel{Index: true}, posixStack(t, sub), name)
+			ufRunPosix(t, difftest.Kernel{Index: true}, ufPosixStack(t, sub), name)
 		})
 	}
 }
@@ -91,10 +91,10 @@ func TestUnionfsPosixKernelProbe(t *testing.T) {
 func TestUnionfsPosix(t *testing.T) {
 	harness.RequireRoot(t)
 	bin := harness.Binary(t)
-	dir := scratchDir(t, "strata-posix-")
+	dir := ufScratchDir(t, "strata-posix-")
 
 	probe := exec.Command(os.Args[0], "-test.run=^TestUnionfsPosixKernelProbe$", "-test.v", "-test.count=1", "-test.timeout=10m")
-	probe.Env = append(os.Environ(), posixProbeEnv+"="+dir)
+	probe.Env = append(os.Environ(), ufPosixProbeEnv+"="+dir)
 	out, err := probe.CombinedOutput()
 	kernelPass := map[string]bool{}
 	re := regexp.MustCompile(`--- PASS: TestUnionfsPosixKernelProbe/(\S+)`)
@@ -108,14 +108,14 @@ func TestUnionfsPosix(t *testing.T) {
 		t.Fatalf("the kernel probe passed nothing (%v):\n%s", err, out)
 	}
 
-	for _, name := range posixNames() {
+	for _, name := range ufPosixNames() {
 		t.Run(name, func(t *testing.T) {
 			if !kernelPass[name] {
 				t.Logf("does not pass on kernel overlayfs on this host (fails or skips there); not run on strata")
 				return
 			}
 			sub := filepath.Join(dir, "strata-"+name)
-			runPosix(t, difftest.Strata{Bin: bin}, posixStack(t, sub), name)
+			ufRunPosix(t, difftest.Strata{Bin: bin}, ufPosixStack(t, sub), name)
 		})
 	}
 }
