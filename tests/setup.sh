@@ -35,6 +35,16 @@ user() {
 	local uid; uid=$(id -u "$TEST_USER")
 	install -d -m 0700 -o "$TEST_USER" -g "$TEST_USER" "/run/user/$uid"
 	chmod 0666 /dev/fuse
+	# A second user with no subordinate ids: strata must map only its own
+	# id and warn (tests/run_test.go).
+	local nosub=${STRATA_TEST_USER_NOSUB:-stratanosub}
+	if ! id "$nosub" >/dev/null 2>&1; then
+		useradd --create-home --shell /bin/bash --no-user-group --gid users "$nosub" 2>/dev/null ||
+			useradd --create-home --shell /bin/bash "$nosub"
+	fi
+	sed -i "/^$nosub:/d" /etc/subuid /etc/subgid
+	local nuid; nuid=$(id -u "$nosub")
+	install -d -m 0700 -o "$nosub" -g "$(id -g "$nosub")" "/run/user/$nuid"
 }
 
 case "${1:-}" in
