@@ -222,6 +222,9 @@ func (u *unpacker) entry(hdr *tar.Header, tr io.Reader) error {
 		}
 		tparent, tbase := path.Split(trel)
 		tfd, err := u.openDirNoCreate(strings.TrimSuffix(tparent, "/"), hdr.Name)
+		if errors.Is(err, unix.ENOENT) {
+			return fmt.Errorf("layer entry %q: hard link target %q is not in the layer", hdr.Name, hdr.Linkname)
+		}
 		if err != nil {
 			return err
 		}
