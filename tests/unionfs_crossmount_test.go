@@ -47,8 +47,13 @@ func TestUnionfsCrossMount(t *testing.T) {
 						_, m := cm.run(o, 0, nil, 0)
 						return m
 					})
-					t.Errorf("seed %d: %s\nshortest reproduction (%d ops, %s):\n%swhich shows: %s",
-						seed, ufFirstLineOf(msg), len(short), note, difftest.FormatOps(short), why)
+					if why == "" {
+						t.Errorf("seed %d: %s\n(%s; the %d ops are in the log)", seed, msg, note, len(ops))
+						t.Logf("seed %d ops:\n%s", seed, difftest.FormatOps(ops))
+					} else {
+						t.Errorf("seed %d: %s\nshortest reproduction (%d ops, %s):\n%swhich shows: %s",
+							seed, ufFirstLineOf(msg), len(short), note, difftest.FormatOps(short), why)
+					}
 					return // one shrunk failure per direction is enough to act on
 				}
 			})
