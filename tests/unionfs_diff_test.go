@@ -86,26 +86,6 @@ func (s *ufShrinker) budget(firstLine string) time.Duration {
 	return min(s.left, 60*time.Second)
 }
 
-// ufFailureKind strips numbers and names from a failure's first line so
-// repeats of one bug across seeds count once.
-func ufFailureKind(f string) string {
-	l, _, _ := strings.Cut(f, "\n")
-	if i := strings.Index(l, "("); i >= 0 {
-		if j := strings.Index(l[i:], ")"); j > 0 {
-			kind := strings.Fields(l[i+1 : i+j])
-			if len(kind) > 0 {
-				l = kind[0] + l[i+j+1:]
-			}
-		}
-	}
-	return strings.Map(func(r rune) rune {
-		if r >= '0' && r <= '9' {
-			return -1
-		}
-		return r
-	}, l)
-}
-
 func ufRunSeeds(t *testing.T, seeds []int64, mk func(seed int64, shrink time.Duration) difftest.Result) {
 	sh := &ufShrinker{left: ufShrinkBudget(), seen: map[string]bool{}}
 	failed := 0
@@ -120,7 +100,7 @@ func ufRunSeeds(t *testing.T, seeds []int64, mk func(seed int64, shrink time.Dur
 			continue
 		}
 		failed++
-		kind := ufFailureKind(res.Failure)
+		kind := difftest.FailureKind(res.Failure)
 		if b := sh.budget(kind); b > 0 {
 			start := time.Now()
 			res = mk(seed, b)

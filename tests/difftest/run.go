@@ -249,9 +249,57 @@ func (c *Config) Replay(ops []Op) string {
 	return p.finish()
 }
 
-// Shrink reduces ops with c.Replay as the judge; see ShrinkOps.
+// Shrink reduces ops with c.Replay as the judge, keeping only candidates
+// that fail the same way (FailureKind) as the whole list, so the result
+// reproduces this bug and not another one met on the way; see ShrinkOps.
 func (c *Config) Shrink(ops []Op) ([]Op, string, string) {
-	return ShrinkOps(ops, c.ShrinkTime, c.Replay)
+	kind := ""
+	return ShrinkOps(ops, c.ShrinkTime, func(o []Op) string {
+		f := c.Replay(o)
+		if kind == "" {
+			kind = FailureKind(f)
+		} else if FailureKind(f) != kind {
+			return ""
+		}
+		return f
+	})
+}
+
+// FailureKind names the kind of a failure without its paths and numbers,
+// so one bug met by many seeds counts once: "rename: kernel ok, strata
+// ENOENT", "merged tree: mtime", "upper dir: missing".
+func FailureKind(f string) string {
+	lines := strings.Split(f, "\n")
+	first := lines[0]
+	for _, tree := range []string{"merged tree", "upper dir"} {
+		if !strings.HasPrefix(first, tree+" differs") {
+			continue
+		}
+		if len(lines) < 2 {
+			return tree
+		}
+		d := strings.TrimSpace(lines[1])
+		if strings.HasPrefix(d, "hard links") || strings.HasPrefix(d, "distinct st_dev") {
+			return tree + ": " + strings.Fields(d)[0] + " " + strings.Fields(d)[1]
+		}
+		if _, rest, ok := strings.Cut(d, ": "); ok {
+			return tree + ": " + strings.Fields(rest)[0]
+		}
+		return tree
+	}
+	if strings.HasPrefix(first, "op ") {
+		if i := strings.Index(first, "("); i >= 0 {
+			if j := strings.Index(first[i:], "): "); j > 0 {
+				return strings.Fields(first[i+1 : i+j])[0] + ": " + first[i+j+3:]
+			}
+		}
+	}
+	return strings.Map(func(r rune) rune {
+		if r >= '0' && r <= '9' {
+			return -1
+		}
+		return r
+	}, first)
 }
 
 // ShrinkOps reduces ops by delta debugging (ddmin): it drops chunks,
