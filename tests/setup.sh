@@ -5,7 +5,8 @@
 set -euo pipefail
 
 PACKAGES=(fuse3 uidmap fuse-overlayfs busybox-static slirp4netns passt debootstrap
-          skopeo attr acl iproute2 procps util-linux)
+          skopeo attr acl iproute2 procps util-linux
+          gcc)  # gcc: the build workload of strata bench
 TEST_USER=${STRATA_TEST_USER:-stratatest}
 
 need_root() { [ "$(id -u)" = 0 ] || { echo "setup.sh: $1 needs root" >&2; exit 1; }; }
