@@ -43,9 +43,12 @@ func TestUnionfsCrossMount(t *testing.T) {
 					if msg == "" {
 						continue
 					}
-					short, why, note := difftest.ShrinkOps(ops, 45*time.Second, func(o []difftest.Op) string {
-						_, m := cm.run(o, 0, nil, 0)
-						return m
+					kind := difftest.FailureKind(msg)
+					short, why, note := difftest.ShrinkOps(ops, 30*time.Second, func(o []difftest.Op) string {
+						if _, m := cm.run(o, 0, nil, 0); difftest.FailureKind(m) == kind {
+							return m
+						}
+						return ""
 					})
 					if why == "" {
 						t.Errorf("seed %d: %s\n(%s; the %d ops are in the log)", seed, msg, note, len(ops))

@@ -55,7 +55,7 @@ func ufShrinkBudget() time.Duration {
 	if d, err := time.ParseDuration(os.Getenv("STRATA_DIFFTEST_SHRINK")); err == nil {
 		return d
 	}
-	return 90 * time.Second
+	return 60 * time.Second
 }
 
 // ufScratchDir is a fresh dir others may enter (the test user must reach the

@@ -282,21 +282,17 @@ func (c *Config) Shrink(ops []Op) ([]Op, string, string) {
 func FailureKind(f string) string {
 	lines := strings.Split(f, "\n")
 	first := lines[0]
+	head := first
 	for _, tree := range []string{"merged tree", "upper dir"} {
-		if !strings.HasPrefix(first, tree+" differs") {
-			continue
+		if strings.HasPrefix(first, tree+" differs") {
+			head = tree
 		}
+	}
+	if len(lines) > 1 && head != first || strings.HasSuffix(first, ":") {
 		if len(lines) < 2 {
-			return tree
+			return head
 		}
-		d := strings.TrimSpace(lines[1])
-		if strings.HasPrefix(d, "hard links") || strings.HasPrefix(d, "distinct st_dev") {
-			return tree + ": " + strings.Fields(d)[0] + " " + strings.Fields(d)[1]
-		}
-		if _, rest, ok := strings.Cut(d, ": "); ok {
-			return tree + ": " + strings.Fields(rest)[0]
-		}
-		return tree
+		return stripDigits(strings.TrimSuffix(head, ":")) + ": " + diffField(strings.TrimSpace(lines[1]))
 	}
 	if strings.HasPrefix(first, "op ") {
 		if i := strings.Index(first, "("); i >= 0 {
@@ -305,12 +301,28 @@ func FailureKind(f string) string {
 			}
 		}
 	}
+	return stripDigits(first)
+}
+
+// diffField is what a Diff line is about: "mtime", "missing", "hard links".
+func diffField(d string) string {
+	if strings.HasPrefix(d, "hard links") || strings.HasPrefix(d, "distinct st_dev") {
+		f := strings.Fields(d)
+		return f[0] + " " + strings.TrimSuffix(f[1], ":")
+	}
+	if _, rest, ok := strings.Cut(d, ": "); ok && rest != "" {
+		return strings.Fields(rest)[0]
+	}
+	return d
+}
+
+func stripDigits(s string) string {
 	return strings.Map(func(r rune) rune {
 		if r >= '0' && r <= '9' {
 			return -1
 		}
 		return r
-	}, first)
+	}, s)
 }
 
 // ShrinkOps reduces ops by delta debugging (ddmin): it drops chunks,
