@@ -14,17 +14,30 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/layout"
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
+	"golang.org/x/sys/unix"
 )
+
+// Loaded is one image Load added, with the names this load gave it.
+type Loaded struct {
+	*Image
+	Loaded []string
+}
 
 // Load adds the images of an OCI image layout (a directory, or a tar of
 // one) or a docker-archive (`docker save`, `podman save`) to the store and
 // returns them. Images get the names the archive gives them; an OCI layout
 // entry that carries only a tag is named localhost/<file name>:<tag>.
-func (s *Store) Load(src string, progress func(ProgressEvent)) ([]*Image, error) {
+func (s *Store) Load(src string, progress func(ProgressEvent)) ([]Loaded, error) {
 	fi, err := os.Stat(src)
 	if err != nil {
 		return nil, fmt.Errorf("load %s: %w", src, err)
 	}
+	// Held shared throughout, so prune leaves the extracted layout alone.
+	unlock, err := s.lockFile("gc.lock", unix.LOCK_SH)
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
 	repo := localRepo(src)
 	if fi.IsDir() {
 		if _, err := os.Stat(filepath.Join(src, "oci-layout")); err != nil {
@@ -139,7 +152,7 @@ func extractPlain(file, dir string) error {
 	}
 }
 
-func (s *Store) loadLayout(dir, repo string, progress func(ProgressEvent)) ([]*Image, error) {
+func (s *Store) loadLayout(dir, repo string, progress func(ProgressEvent)) ([]Loaded, error) {
 	lp, err := layout.FromPath(dir)
 	if err != nil {
 		return nil, fmt.Errorf("load %s: %w", dir, err)
@@ -152,7 +165,7 @@ func (s *Store) loadLayout(dir, repo string, progress func(ProgressEvent)) ([]*I
 	if err != nil {
 		return nil, fmt.Errorf("load %s: %w", dir, err)
 	}
-	var out []*Image
+	var out []Loaded
 	for _, desc := range im.Manifests {
 		img, err := pickImage(idx, desc)
 		if err != nil {
@@ -173,7 +186,7 @@ func (s *Store) loadLayout(dir, repo string, progress func(ProgressEvent)) ([]*I
 		if err != nil {
 			return nil, err
 		}
-		out = append(out, r)
+		out = append(out, Loaded{Image: r, Loaded: names})
 	}
 	if len(out) == 0 {
 		return nil, fmt.Errorf("load %s: no image for %s in the layout", dir, platformString(HostPlatform()))
@@ -233,13 +246,13 @@ func layoutName(ann map[string]string, repo string) string {
 	return ""
 }
 
-func (s *Store) loadDockerArchive(file string, progress func(ProgressEvent)) ([]*Image, error) {
+func (s *Store) loadDockerArchive(file string, progress func(ProgressEvent)) ([]Loaded, error) {
 	opener := func() (io.ReadCloser, error) { return os.Open(file) }
 	m, err := tarball.LoadManifest(opener)
 	if err != nil {
 		return nil, fmt.Errorf("load %s: %w", file, err)
 	}
-	var out []*Image
+	var out []Loaded
 	for i, d := range m {
 		var names []string
 		var tag *name.Tag
@@ -272,7 +285,7 @@ func (s *Store) loadDockerArchive(file string, progress func(ProgressEvent)) ([]
 		if err != nil {
 			return nil, err
 		}
-		out = append(out, r)
+		out = append(out, Loaded{Image: r, Loaded: names})
 	}
 	return out, nil
 }

@@ -66,8 +66,14 @@ func (l *layerBars) wait() {
 	l.p.Wait()
 }
 
-func printLoaded(imgs []*image.Image) {
+func printLoaded(imgs []image.Loaded) {
 	for _, img := range imgs {
-		fmt.Printf("Loaded image %s %s\n", image.ShortID(img.ID), img.Name())
+		names := img.Loaded
+		if len(names) == 0 {
+			names = []string{"<none>"}
+		}
+		for _, n := range names {
+			fmt.Printf("Loaded image %s %s\n", image.ShortID(img.ID), n)
+		}
 	}
 }
