@@ -123,6 +123,20 @@ func (p *pair) unmount() string {
 	return msg
 }
 
+// subjectOutput is the tail of what the subject's server printed (a panic,
+// say), if it is a process.
+func (p *pair) subjectOutput() string {
+	o, ok := p.mb.(interface{ Output() string })
+	if !ok {
+		return ""
+	}
+	out := strings.TrimSpace(o.Output())
+	if len(out) > 3000 {
+		out = "..." + out[len(out)-3000:]
+	}
+	return out
+}
+
 func (p *pair) close() {
 	p.unmount()
 	os.RemoveAll(p.dirA)
@@ -232,6 +246,9 @@ func Run(c Config) Result {
 		res.Failure = p.finish()
 	}
 	p.close()
+	if out := p.subjectOutput(); res.Failure != "" && out != "" {
+		res.Failure += "\n" + c.Subject.Name() + " printed:\n" + out
+	}
 	if res.Failure != "" && c.ShrinkTime > 0 {
 		c.logf("seed %d: %s; shrinking %d ops", c.Seed, firstLine(res.Failure), len(ops))
 		res.Repro, res.ReproFailure, res.ShrinkNote = c.Shrink(ops)
