@@ -177,6 +177,10 @@ func (n *node) Removexattr(ctx context.Context, attr string) syscall.Errno {
 	if n.u.hiddenXattr(attr) {
 		return syscall.EPERM
 	}
+	// Removing what is not there must not copy up (overlayfs checks too).
+	if _, err := unix.Lgetxattr(n.xattrTarget(), attr, nil); err != nil {
+		return errnoOf(err)
+	}
 	if errno := n.u.copyUp(n); errno != 0 {
 		return errno
 	}

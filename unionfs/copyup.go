@@ -22,7 +22,7 @@ func (u *unionFS) copyUp(n *node) syscall.Errno {
 		return syscall.EROFS
 	}
 	n.mu.Lock()
-	done := n.hasUpper
+	done := n.hasUpper && n.index == ""
 	n.mu.Unlock()
 	if done {
 		return 0
@@ -32,20 +32,71 @@ func (u *unionFS) copyUp(n *node) syscall.Errno {
 	return u.copyUpLocked(n)
 }
 
+// copyUpLocked is copyUp with copyMu held. A hard-linked file whose data
+// is in the index already still gets the name it is used by linked into
+// the upper, as overlayfs does.
 func (u *unionFS) copyUpLocked(n *node) syscall.Errno {
 	n.mu.Lock()
-	done := n.hasUpper
+	done := n.hasUpper && n.index == ""
 	n.mu.Unlock()
-	if done {
+	if done || n == u.root {
 		return 0
+	}
+	parent, name := n.nameForCopyUp()
+	if parent == nil {
+		return syscall.ENOENT // unlinked meanwhile
+	}
+	return u.copyUpAsLocked(n, parent, name)
+}
+
+// nameForCopyUp picks the name a copy-up writes: the one the node was last
+// looked up by, if it still names the node (for a hard link, the name the
+// caller most likely used), else any.
+func (n *node) nameForCopyUp() (*node, string) {
+	n.mu.Lock()
+	lp, ln := n.lastParent, n.lastName
+	n.mu.Unlock()
+	if lp != nil && lp.GetChild(ln) == &n.Inode {
+		return lp, ln
 	}
 	name, parentInode := n.Parent()
 	if parentInode == nil {
-		return syscall.ENOENT // unlinked meanwhile
+		return nil, ""
 	}
-	parent := parentInode.Operations().(*node)
+	return parentInode.Operations().(*node), name
+}
+
+// copyUpAs copies n up under the given name of it: for a hard-linked
+// file whose data is already in the index, it links that name too.
+func (u *unionFS) copyUpAs(n *node, parent *node, name string) syscall.Errno {
+	if u.upper == nil {
+		return syscall.EROFS
+	}
+	u.copyMu.Lock()
+	defer u.copyMu.Unlock()
+	return u.copyUpAsLocked(n, parent, name)
+}
+
+func (u *unionFS) copyUpAsLocked(n *node, parent *node, name string) syscall.Errno {
+	n.mu.Lock()
+	done, index := n.hasUpper, n.index
+	n.mu.Unlock()
+	if done && index == "" {
+		return 0
+	}
 	if errno := u.copyUpLocked(parent); errno != 0 {
 		return errno
+	}
+	prel := parent.upperRel()
+	// Copy-up changes nothing the union shows, not even the parent's times.
+	defer u.keepTimes(prel)()
+	if index != "" {
+		// The data is in the index already; give this name a link to it.
+		err := unix.Linkat(u.idxFd, index, u.upper.fd, join(parent.upperRel(), name), 0)
+		if err != nil && err != unix.EEXIST {
+			return errnoOf(err)
+		}
+		return 0
 	}
 	src := u.layers[n.lower]
 	srcRel := n.lowerRel()
@@ -53,7 +104,7 @@ func (u *unionFS) copyUpLocked(n *node) syscall.Errno {
 	if errno := fstatat(src, srcRel, &st); errno != 0 {
 		return errno
 	}
-	dstRel := join(parent.upperRel(), name)
+	dstRel := join(prel, name)
 
 	if st.Mode&unix.S_IFMT == unix.S_IFREG && st.Nlink > 1 {
 		return u.copyUpHardlink(n, src, srcRel, &st, dstRel)
@@ -85,10 +136,7 @@ func (u *unionFS) copyUpLocked(n *node) syscall.Errno {
 // index at lookup, so every name keeps showing one file.
 func (u *unionFS) copyUpHardlink(n *node, src *layer, srcRel string, st *unix.Stat_t, dstRel string) syscall.Errno {
 	key := u.indexKey(src, st.Ino)
-	u.inoMu.Lock()
-	indexed := u.index[key]
-	u.inoMu.Unlock()
-	if !indexed {
+	if u.indexed(key) == nil {
 		tmp := u.tmpName()
 		if errno := u.copyEntry(src, srcRel, st, u.workFd, tmp); errno != 0 {
 			return errno
@@ -101,17 +149,15 @@ func (u *unionFS) copyUpHardlink(n *node, src *layer, srcRel string, st *unix.St
 		unix.Fstatat(u.idxFd, key, &ist, unix.AT_SYMLINK_NOFOLLOW)
 		u.rememberOrigin(ist.Ino, n.StableAttr().Ino)
 		u.inoMu.Lock()
-		u.index[key] = true
+		u.index[key] = &indexEntry{nlink: int(st.Nlink)}
+		u.indexByIno[ist.Ino] = key
 		u.inoMu.Unlock()
 	}
 	if err := unix.Linkat(u.idxFd, key, u.upper.fd, dstRel, 0); err != nil && err != unix.EEXIST {
 		return err.(syscall.Errno)
 	}
 	n.mu.Lock()
-	if n.index == "" {
-		n.index = key
-		n.nlink = int(st.Nlink)
-	}
+	n.index = key
 	n.hasUpper = true
 	n.mu.Unlock()
 	return 0
@@ -164,6 +210,18 @@ func (u *unionFS) copyEntry(src *layer, srcRel string, st *unix.Stat_t, dirfd in
 	ts := []unix.Timespec{st.Atim, st.Mtim}
 	unix.UtimesNanoAt(dirfd, dstName, ts, unix.AT_SYMLINK_NOFOLLOW)
 	return 0
+}
+
+// keepTimes records the times of upper dir rel and returns a function that
+// puts them back.
+func (u *unionFS) keepTimes(rel string) func() {
+	var st unix.Stat_t
+	if fstatat(u.upper, rel, &st) != 0 {
+		return func() {}
+	}
+	return func() {
+		unix.UtimesNanoAt(u.upper.fd, dirOf(rel), []unix.Timespec{st.Atim, st.Mtim}, unix.AT_SYMLINK_NOFOLLOW)
+	}
 }
 
 func (u *unionFS) workPath(dirfd int, name string) string {

@@ -68,8 +68,9 @@ func (u *unionFS) placeEntry(ctx context.Context, parent *node, name string, mod
 	wdev, wfile := u.whiteoutAt(urel, name)
 	isDir := mode&unix.S_IFMT == unix.S_IFDIR
 	// A new directory must hide a lower one of the same name that an
-	// earlier rmdir deleted.
-	opaque := isDir && (wdev || wfile)
+	// earlier rmdir deleted. In a merged parent overlayfs marks every new
+	// directory opaque (it saves lookups below); the upper must match.
+	opaque := isDir && (wdev || wfile || parent.isMerged())
 
 	tmp := u.tmpName()
 	if err := make(u.workFd, tmp); err != nil {
@@ -215,8 +216,10 @@ func (n *node) Create(ctx context.Context, name string, flags, mode uint32, out 
 	if errno != 0 {
 		return nil, nil, 0, errno
 	}
+	// The new node joins the tree only when Create returns, so it has no
+	// path yet: open it by the parent's.
 	child := ch.Operations().(*node)
-	fh, fuseFlags, errno := child.openBacking(flags &^ (unix.O_CREAT | unix.O_EXCL))
+	fh, fuseFlags, errno := child.openAt(n.u.upper.fd, join(n.upperRel(), name), flags&^(unix.O_CREAT|unix.O_EXCL))
 	if errno != 0 {
 		return nil, nil, 0, errno
 	}
@@ -233,12 +236,8 @@ func (n *node) Link(ctx context.Context, target fs.InodeEmbedder, name string, o
 	errno := u.placeEntry(ctx, n, name, unix.S_IFREG, false, func(dirfd int, tmp string) error {
 		return unix.Linkat(srcFd, srcRel, dirfd, tmp, 0)
 	})
-	if errno == 0 {
-		t.mu.Lock()
-		if t.index != "" {
-			t.nlink++
-		}
-		t.mu.Unlock()
+	if errno == 0 && t.index != "" {
+		u.addLinks(t.index, 1)
 	}
 	if errno != 0 {
 		return nil, errno

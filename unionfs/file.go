@@ -77,6 +77,10 @@ func (n *node) Open(ctx context.Context, flags uint32) (fs.FileHandle, uint32, s
 
 func (n *node) openBacking(flags uint32) (fs.FileHandle, uint32, syscall.Errno) {
 	_, dirfd, rel := n.backing()
+	return n.openAt(dirfd, rel, flags)
+}
+
+func (n *node) openAt(dirfd int, rel string, flags uint32) (fs.FileHandle, uint32, syscall.Errno) {
 	flags &^= unix.O_CREAT | unix.O_EXCL | unix.O_NOCTTY
 	fd, err := unix.Openat(dirfd, rel, int(flags)|unix.O_CLOEXEC, 0)
 	if err != nil {

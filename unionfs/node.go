@@ -28,9 +28,10 @@ type node struct {
 	// index is the name under WORK/strata-index of a hard-linked copy-up;
 	// it is where the data of every name of this file lives.
 	index string
-	// nlink of an indexed file: the upper copy's count is off by the
-	// index link and by names that still live only in a lower.
-	nlink int
+	// lastParent/lastName: the name this node was last looked up by, which
+	// is the name a copy-up of a hard-linked file links into the upper.
+	lastParent *node
+	lastName   string
 }
 
 var (
@@ -52,6 +53,13 @@ func (n *node) lowerRel() string {
 		return "."
 	}
 	return n.lowerPath
+}
+
+// isMerged: the directory has an upper part and shows lower parts too.
+func (n *node) isMerged() bool {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.hasUpper && !n.opaque && len(n.dirLowers) > 0
 }
 
 // upperRel is the node's path in the upper layer now. The root is ".".
@@ -107,13 +115,18 @@ func (n *node) fixStat(l *layer, rel string, st *unix.Stat_t) {
 func (n *node) fixIdentity(st *unix.Stat_t) {
 	st.Ino = n.StableAttr().Ino
 	n.mu.Lock()
-	if n.index != "" {
-		st.Nlink = uint64(n.nlink)
-	}
+	index := n.index
 	merged := st.Mode&unix.S_IFMT == unix.S_IFDIR && len(n.dirLowers)+boolInt(n.hasUpper && !n.opaque) > 1
 	n.mu.Unlock()
 	if merged {
 		st.Nlink = 1
+	}
+	if index != "" {
+		if e := n.u.indexed(index); e != nil {
+			n.u.inoMu.Lock()
+			st.Nlink = uint64(e.nlink)
+			n.u.inoMu.Unlock()
+		}
 	}
 }
 
@@ -142,6 +155,7 @@ func (n *node) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*fs
 func (u *unionFS) newChild(ctx context.Context, parent *node, name string, r *resolved, out *fuse.EntryOut) *fs.Inode {
 	var ino uint64
 	var indexKey string
+	isReg := r.st.Mode&unix.S_IFMT == unix.S_IFREG
 	if r.hasUpper {
 		ino = u.ino(u.upper, r.st.Ino)
 		if r.st.Mode&unix.S_IFMT == unix.S_IFDIR && !r.opaque && r.lower >= 0 {
@@ -151,10 +165,17 @@ func (u *unionFS) newChild(ctx context.Context, parent *node, name string, r *re
 				ino = u.ino(u.layers[r.lower], lst.Ino)
 			}
 		}
+		if isReg && r.st.Nlink > 1 {
+			u.inoMu.Lock()
+			indexKey = u.indexByIno[r.st.Ino]
+			u.inoMu.Unlock()
+		}
 	} else {
 		ino = u.ino(r.layer, r.st.Ino)
-		if r.st.Mode&unix.S_IFMT == unix.S_IFREG && r.st.Nlink > 1 && u.upper != nil {
-			indexKey = u.indexKey(r.layer, r.st.Ino)
+		if isReg && r.st.Nlink > 1 && u.upper != nil {
+			if key := u.indexKey(r.layer, r.st.Ino); u.indexed(key) != nil {
+				indexKey = key
+			}
 		}
 	}
 	child := &node{u: u, lower: r.lower, dirLowers: r.dirLowers, opaque: r.opaque, hasUpper: r.hasUpper}
@@ -162,14 +183,8 @@ func (u *unionFS) newChild(ctx context.Context, parent *node, name string, r *re
 		child.lowerPath = join(parent.lowerRel(), name)
 	}
 	if indexKey != "" {
-		u.inoMu.Lock()
-		indexed := u.index[indexKey]
-		u.inoMu.Unlock()
-		if indexed {
-			child.index = indexKey
-			child.hasUpper = true
-			child.nlink = int(r.st.Nlink)
-		}
+		child.index = indexKey
+		child.hasUpper = true
 	}
 	ch := parent.NewInode(ctx, child, fs.StableAttr{Mode: r.st.Mode & unix.S_IFMT, Ino: ino})
 	existing := ch.Operations().(*node)
@@ -181,12 +196,18 @@ func (u *unionFS) newChild(ctx context.Context, parent *node, name string, r *re
 		if r.hasUpper && existing.index == "" {
 			existing.hasUpper = true
 		}
+		if existing.index == "" && indexKey != "" {
+			existing.index, existing.hasUpper = indexKey, true
+		}
 		if r.st.Mode&unix.S_IFMT == unix.S_IFDIR {
 			existing.dirLowers, existing.opaque, existing.hasUpper = r.dirLowers, r.opaque, r.hasUpper
 			existing.lower, existing.lowerPath = r.lower, child.lowerPath
 		}
 		existing.mu.Unlock()
 	}
+	existing.mu.Lock()
+	existing.lastParent, existing.lastName = parent, name
+	existing.mu.Unlock()
 	st := r.st
 	if existing.index != "" {
 		if existing.stat(&st) != 0 {
@@ -197,6 +218,12 @@ func (u *unionFS) newChild(ctx context.Context, parent *node, name string, r *re
 	}
 	statToAttr(&st, &out.Attr)
 	u.setTimeouts(r.hasUpper, out)
+	if isReg && st.Nlink > 1 {
+		// Which name of a hard link a caller uses decides which name a
+		// copy-up links into the upper; only lookups tell, so the kernel
+		// must not cache these names.
+		out.SetEntryTimeout(0)
+	}
 	return ch
 }
 

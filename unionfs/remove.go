@@ -24,20 +24,51 @@ func (n *node) Unlink(ctx context.Context, name string) syscall.Errno {
 	if errno := u.copyUp(n); errno != 0 {
 		return errno
 	}
+	index, errno := u.prepareHardlink(ctx, n, name, &r)
+	if errno != 0 {
+		return errno
+	}
 	u.copyMu.Lock()
 	defer u.copyMu.Unlock()
 	if errno := u.remove(n, name, &r, false); errno != 0 {
 		return errno
 	}
-	if ch := n.GetChild(name); ch != nil {
-		c := ch.Operations().(*node)
-		c.mu.Lock()
-		if c.index != "" {
-			c.nlink--
-		}
-		c.mu.Unlock()
+	if index != "" {
+		u.addLinks(index, -1)
 	}
 	return 0
+}
+
+// prepareHardlink: before a name of a hard-linked file goes away, the file
+// is copied up into the index (as overlayfs does), so the union's link
+// count has a place to live. It returns the index key, or "" for a file
+// with one name, and refreshes r.
+func (u *unionFS) prepareHardlink(ctx context.Context, parent *node, name string, r *resolved) (string, syscall.Errno) {
+	if r.st.Mode&unix.S_IFMT != unix.S_IFREG || (r.st.Nlink < 2 && !r.hasUpper) {
+		return "", 0
+	}
+	child, errno := parent.childNode(ctx, name)
+	if errno != 0 {
+		return "", errno
+	}
+	child.mu.Lock()
+	index := child.index
+	child.mu.Unlock()
+	if index == "" && (r.hasUpper || r.st.Nlink < 2) {
+		return "", 0
+	}
+	if errno := u.copyUpAs(child, parent, name); errno != 0 {
+		return "", errno
+	}
+	child.mu.Lock()
+	index = child.index
+	child.mu.Unlock()
+	nr, errno := u.resolve(parent, name, true)
+	if errno != 0 {
+		return "", errno
+	}
+	*r = nr
+	return index, 0
 }
 
 func (n *node) Rmdir(ctx context.Context, name string) syscall.Errno {

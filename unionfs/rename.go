@@ -66,19 +66,27 @@ func (n *node) Rename(ctx context.Context, name string, newParent fs.InodeEmbedd
 	if errno != 0 {
 		return errno
 	}
-	if errno := u.copyUp(srcNode); errno != 0 {
+	if errno := u.copyUp(n); errno != 0 {
+		return errno
+	}
+	if errno := u.copyUpAs(srcNode, n, name); errno != 0 {
 		return errno
 	}
 	if errno := u.copyUp(np); errno != 0 {
 		return errno
 	}
 	var dstNode *node
+	dstIndex := ""
 	if dstExists {
 		if dstNode, errno = np.childNode(ctx, newName); errno != 0 {
 			return errno
 		}
 		if exchange {
-			if errno := u.copyUp(dstNode); errno != 0 {
+			if errno := u.copyUpAs(dstNode, np, newName); errno != 0 {
+				return errno
+			}
+		} else if dstNode != srcNode {
+			if dstIndex, errno = u.prepareHardlink(ctx, np, newName, &dst); errno != 0 {
 				return errno
 			}
 		}
@@ -101,7 +109,10 @@ func (n *node) Rename(ctx context.Context, name string, newParent fs.InodeEmbedd
 		}
 	}
 	wdev, wfile := u.whiteoutAt(durel, newName)
-	madeOpaque := srcIsDir && (wdev || wfile || (dstExists && u.needsWhiteout(np, newName, &dst)))
+	// A directory moved under a merged parent is marked opaque, as
+	// overlayfs marks it, and must be where lower entries of the target
+	// name would otherwise show through.
+	madeOpaque := srcIsDir && !src.opaque && (wdev || wfile || np.isMerged() || (dstExists && u.needsWhiteout(np, newName, &dst)))
 	if madeOpaque {
 		// Lower entries under the target name must stay hidden.
 		if err := unix.Lsetxattr(xattrPath(u.upper, srcRel), u.opaqueXattr, []byte("y"), 0); err != nil {
@@ -146,12 +157,8 @@ func (n *node) Rename(ctx context.Context, name string, newParent fs.InodeEmbedd
 			return errno
 		}
 	}
-	if dstNode != nil && dstNode != srcNode {
-		dstNode.mu.Lock()
-		if dstNode.index != "" {
-			dstNode.nlink--
-		}
-		dstNode.mu.Unlock()
+	if dstIndex != "" {
+		u.addLinks(dstIndex, -1)
 	}
 	if madeOpaque {
 		srcNode.mu.Lock()

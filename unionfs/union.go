@@ -56,8 +56,11 @@ type unionFS struct {
 	// forgets and looks it up again.
 	inoMu    sync.Mutex
 	copiedUp map[uint64]uint64
-	// index maps "layer-ino" of a hard-linked lower file to its copy.
-	index map[string]bool
+	// index holds the hard-linked lower files copied up so far, by
+	// "dev-ino" of the lower file; indexByIno finds them from an upper
+	// name linked to the copy.
+	index      map[string]*indexEntry
+	indexByIno map[uint64]string
 
 	root *node
 }
@@ -66,7 +69,7 @@ const overrideXattr = "user.containers.override_stat"
 
 func newUnionFS(opts Options) (*unionFS, error) {
 	u := &unionFS{opts: opts, log: opts.Logger, workFd: -1, idxFd: -1,
-		copiedUp: map[uint64]uint64{}, index: map[string]bool{}}
+		copiedUp: map[uint64]uint64{}, index: map[string]*indexEntry{}, indexByIno: map[uint64]string{}}
 	// The server creates files for callers: modes must arrive unmasked.
 	syscall.Umask(0)
 	if opts.Upper != "" {
@@ -155,7 +158,13 @@ func (u *unionFS) probe() error {
 	}
 	if ents, err := os.ReadDir(filepath.Join(work, "strata-index")); err == nil {
 		for _, e := range ents {
-			u.index[e.Name()] = true
+			var st unix.Stat_t
+			if unix.Fstatat(u.idxFd, e.Name(), &st, unix.AT_SYMLINK_NOFOLLOW) == nil {
+				// The union count of an earlier mount is not kept; the
+				// upper names linked to the copy are the best guess.
+				u.index[e.Name()] = &indexEntry{nlink: int(st.Nlink) - 1}
+				u.indexByIno[st.Ino] = e.Name()
+			}
 		}
 	}
 	probe := filepath.Join(work, "work", "probe")
@@ -229,6 +238,29 @@ func (u *unionFS) ino(l *layer, raw uint64) uint64 {
 		}
 	}
 	return raw | l.inoTag
+}
+
+// indexEntry is one hard-linked file copied up into WORK/strata-index.
+type indexEntry struct {
+	// nlink counts the file's names in the union, as overlayfs's
+	// "overlay.nlink" does: neither the upper count (which includes the
+	// index link) nor the lower count (which misses new links) is right.
+	nlink int
+}
+
+func (u *unionFS) indexed(key string) *indexEntry {
+	u.inoMu.Lock()
+	defer u.inoMu.Unlock()
+	return u.index[key]
+}
+
+// addLinks changes the union link count of an indexed file.
+func (u *unionFS) addLinks(key string, delta int) {
+	u.inoMu.Lock()
+	if e := u.index[key]; e != nil {
+		e.nlink += delta
+	}
+	u.inoMu.Unlock()
 }
 
 func (u *unionFS) rememberOrigin(upperRaw, origin uint64) {
