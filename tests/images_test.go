@@ -355,3 +355,63 @@ func TestImageDeviceNodes(t *testing.T) {
 		t.Errorf("devices inside the container:\n got: %q\nwant: %q", out, want)
 	}
 }
+
+// TestImageCommitRoundTrip: a container changes, deletes and adds files;
+// diff lists them, commit makes an image of them, a container of the new
+// image sees them, and the old container's /etc/hostname stays behind.
+func TestImageCommitRoundTrip(t *testing.T) {
+	u := harness.User(t)
+	e := newRunEnv(t, u, false)
+	e.ok("image", "build-default")
+	e.ok("run", "--name", "c1", "--hostname", "oldhost", "strata/busybox", "sh", "-c",
+		"echo added > /added && rm /etc/group && echo changed >> /etc/passwd && mkdir -p /newdir/sub && "+
+			"echo x > /newdir/sub/f && rm -rf /var/tmp && mkdir -m 755 /home/user/d && chown 1000:1000 /home/user/d && "+
+			"chmod 4755 /added && cat /etc/hostname")
+
+	got := strings.Split(strings.TrimSpace(e.ok("diff", "c1")), "\n")
+	want := []string{"A /added", "C /etc", "D /etc/group", "C /etc/passwd", "C /home", "C /home/user",
+		"A /home/user/d", "A /newdir", "A /newdir/sub", "A /newdir/sub/f", "C /var", "D /var/tmp"}
+	if d := diffLines(want, got); d != "" {
+		t.Errorf("strata diff c1:\n%s", d)
+	}
+
+	// The image c1 runs cannot go while c1 exists.
+	if r := e.run("", "rmi", "strata/busybox"); r.code == 0 || !strings.Contains(r.stderr, "used by container") {
+		t.Errorf("rmi of an image a container uses: exit %d, %s", r.code, r.stderr)
+	}
+
+	e.ok("commit", "c1", "committed:v1")
+	out := e.ok("run", "--rm", "--hostname", "newhost", "committed:v1", "sh", "-c",
+		"cat /added; test -e /etc/group || echo nogroup; tail -1 /etc/passwd; cat /newdir/sub/f; "+
+			"test -e /var/tmp || echo novartmp; cat /etc/hostname; stat -c '%u:%g %a' /home/user/d /added")
+	if want := "added\nnogroup\nchanged\nx\nnovartmp\nnewhost\n1000:1000 755\n0:0 4755\n"; out != want {
+		t.Errorf("container of the committed image:\n got: %q\nwant: %q", out, want)
+	}
+
+	// The committed image itself holds no /etc/hostname, hosts or resolv.conf.
+	mnt := filepath.Join(e.dir, "mnt")
+	os.Mkdir(mnt, 0o755)
+	os.Chown(mnt, u.UID, u.GID)
+	e.ok("mount-image", "committed:v1", mnt)
+	ls, err := u.Command("sh", "-c", "ls -a "+mnt+"/etc; cat "+mnt+"/added").CombinedOutput()
+	e.ok("umount", mnt)
+	if err != nil || strings.Contains(string(ls), "hostname") || strings.Contains(string(ls), "hosts") ||
+		strings.Contains(string(ls), "resolv.conf") || !strings.Contains(string(ls), "passwd") {
+		t.Errorf("committed image's /etc: %s %v", ls, err)
+	}
+
+	// --writable mounts take writes in a scratch layer that goes at unmount.
+	e.ok("mount-image", "--writable", "committed:v1", mnt)
+	wout, werr := u.Command("sh", "-c", "echo scratch > "+mnt+"/scratch && cat "+mnt+"/scratch").CombinedOutput()
+	e.ok("umount", mnt)
+	if werr != nil || string(wout) != "scratch\n" {
+		t.Errorf("write to a --writable mount: %q %v", wout, werr)
+	}
+	e.ok("mount-image", "committed:v1", mnt)
+	_, serr := u.Command("test", "-e", mnt+"/scratch").CombinedOutput()
+	e.ok("umount", mnt)
+	if serr == nil {
+		t.Errorf("scratch file outlived its --writable mount")
+	}
+	e.ok("rm", "c1")
+}
