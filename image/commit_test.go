@@ -1,0 +1,145 @@
+package image
+
+import (
+	"archive/tar"
+	"bytes"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"testing"
+
+	"github.com/strata-run/strata/tests/harness"
+	"golang.org/x/sys/unix"
+)
+
+// TestCommitHandMadeContainer commits an upper dir written by hand in
+// every format a union fs may leave: 0/0 char whiteouts, ".wh." fallback
+// files, xattr whiteouts, opaque dirs (trusted. and user.), override_stat
+// owners, hard links, and init files that must stay out.
+func TestCommitHandMadeContainer(t *testing.T) {
+	if os.Geteuid() != 0 {
+		harness.Skip(t, "root, to make 0/0 whiteouts and trusted.overlay xattrs")
+	}
+	s, err := Open(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	base := filepath.Join(t.TempDir(), "base.tar")
+	os.WriteFile(base, mkTarBytes(t,
+		dir("etc/", 0o755, 0, 0), file("etc/passwd", "root\n", 0o644, 0, 0), file("etc/group", "g\n", 0o644, 0, 0),
+		file("etc/motd", "m\n", 0o644, 0, 0), dir("opq/", 0o755, 0, 0), file("opq/old", "o\n", 0o644, 0, 0),
+		dir("uopq/", 0o755, 0, 0), file("uopq/old", "o\n", 0o644, 0, 0), file("xw", "x\n", 0o644, 0, 0),
+	), 0o644)
+	if _, err := s.Import(base, "base"); err != nil {
+		t.Fatal(err)
+	}
+	cdir := filepath.Join(s.Root(), "containers", "abc123")
+	up := filepath.Join(cdir, "upper")
+	for _, d := range []string{"etc", "opq", "uopq", "new"} {
+		os.MkdirAll(filepath.Join(up, d), 0o755)
+	}
+	os.WriteFile(filepath.Join(cdir, "image"), []byte("localhost/base:latest\n"), 0o644)
+	os.WriteFile(filepath.Join(cdir, "config.json"), []byte(`{"id":"abc123","name":"hand"}`), 0o644)
+	must := func(err error) {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	must(unix.Mknod(filepath.Join(up, "etc/group"), unix.S_IFCHR, 0))
+	must(os.WriteFile(filepath.Join(up, "etc/.wh.motd"), nil, 0o644))
+	must(os.WriteFile(filepath.Join(up, "xw"), nil, 0o644))
+	must(unix.Setxattr(filepath.Join(up, "xw"), "trusted.overlay.whiteout", []byte("y"), 0))
+	must(unix.Setxattr(filepath.Join(up, "opq"), "trusted.overlay.opaque", []byte("y"), 0))
+	must(unix.Setxattr(filepath.Join(up, "uopq"), "user.overlay.opaque", []byte("y"), 0))
+	must(os.WriteFile(filepath.Join(up, "opq/new"), []byte("n\n"), 0o644))
+	for _, f := range []string{"etc/hostname", "etc/hosts", "etc/resolv.conf"} {
+		must(os.WriteFile(filepath.Join(up, f), []byte("leak\n"), 0o644))
+	}
+	must(os.WriteFile(filepath.Join(up, "new/suid"), []byte("s"), 0o755))
+	must(unix.Setxattr(filepath.Join(up, "new/suid"), OverrideStatXattr, []byte("0:0:4755:file"), 0))
+	must(os.Link(filepath.Join(up, "new/suid"), filepath.Join(up, "new/link")))
+	must(os.WriteFile(filepath.Join(up, "new/dev"), nil, 0o600))
+	must(unix.Setxattr(filepath.Join(up, "new/dev"), OverrideStatXattr, []byte("0:0:0666:char-1-3"), 0))
+	must(os.WriteFile(filepath.Join(up, "new/user"), []byte("u"), 0o600))
+	must(os.Chown(filepath.Join(up, "new/user"), 1000, 1000))
+
+	dirPath, err := s.FindContainer("hand")
+	if err != nil || dirPath != cdir {
+		t.Fatalf("FindContainer(hand) = %s, %v", dirPath, err)
+	}
+	changes, err := s.Diff(cdir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, c := range changes {
+		got = append(got, c.String())
+	}
+	want := "A /new,A /new/dev,A /new/link,A /new/suid,A /new/user,C /etc,D /etc/group,D /etc/motd,C /opq,A /opq/new,C /uopq,D /xw"
+	sort.Strings(got)
+	w := strings.Split(want, ",")
+	sort.Strings(w)
+	if strings.Join(got, ",") != strings.Join(w, ",") {
+		t.Errorf("Diff:\n got %v\nwant %v", got, w)
+	}
+
+	img, err := s.Commit(cdir, "committed")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(img.Layers()) != 2 {
+		t.Fatalf("committed image has %d layers, want 2", len(img.Layers()))
+	}
+	// Read the new layer back as a tar, the way the store wrote it.
+	var buf bytes.Buffer
+	if err := writeLayerTar(&buf, img.Layers()[0], tarOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	entries := map[string]string{}
+	tr := tar.NewReader(&buf)
+	for {
+		h, err := tr.Next()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		desc := fmt.Sprintf("%c %d:%d %o", h.Typeflag, h.Uid, h.Gid, h.Mode)
+		if h.Typeflag == tar.TypeChar {
+			desc += fmt.Sprintf(" %d:%d", h.Devmajor, h.Devminor)
+		}
+		if h.Typeflag == tar.TypeLink {
+			desc += " " + h.Linkname
+		}
+		entries[strings.TrimSuffix(h.Name, "/")] = desc
+	}
+	expect := map[string]string{
+		"etc/.wh.group":     "0 0:0 0",
+		"etc/.wh.motd":      "0 0:0 644", // the fallback format passes through
+		".wh.xw":            "0 0:0 0",
+		"opq/.wh..wh..opq":  "0 0:0 0",
+		"uopq/.wh..wh..opq": "0 0:0 0",
+		"opq/new":           "0 0:0 644",
+		"new/link":          "0 0:0 4755", // lexically first: the file
+		"new/suid":          "1 0:0 4755 new/link",
+		"new/dev":           "3 0:0 666 1:3",
+		"new/user":          "0 1000:1000 600",
+	}
+	for p, d := range expect {
+		if entries[p] != d {
+			t.Errorf("committed layer entry %s = %q, want %q", p, entries[p], d)
+		}
+	}
+	for _, leak := range InitFiles {
+		if _, ok := entries[leak]; ok {
+			t.Errorf("init file %s committed", leak)
+		}
+	}
+}
+
+func mkTarBytes(t *testing.T, entries ...entry) []byte { return mkTar(t, entries...) }
