@@ -1,11 +1,13 @@
 package rootless
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
 	"os/exec"
 	"os/signal"
+	"strconv"
 	"runtime"
 	"syscall"
 	"time"
@@ -24,6 +26,20 @@ func Child() int {
 	spec, err := readSpec()
 	if err != nil {
 		return reportError(err)
+	}
+	if ppid := os.Getenv("_STRATA_PARENT_PID"); ppid != "" {
+		// Gaining capabilities in the re-exec cleared the parent-death
+		// signal; arm it again, and give up if strata died meanwhile.
+		unix.Prctl(unix.PR_SET_PDEATHSIG, uintptr(unix.SIGKILL), 0, 0, 0)
+		if strconv.Itoa(os.Getppid()) != ppid {
+			return 137
+		}
+	}
+	if !hasEffectiveCap(capSysAdmin) {
+		// newuidmap wrote the maps after this process had exec'ed as an
+		// unmapped user, and execve dropped every capability. Exec again,
+		// now as root of the namespace, to get them.
+		return reportError(reexecWithSpec(spec))
 	}
 	if spec.Mode == modeRemove {
 		if err := os.RemoveAll(spec.RemovePath); err != nil {
@@ -69,6 +85,47 @@ func runChild(spec *Spec) (int, error) {
 	return code, err
 }
 
+const capSysAdmin = 21
+
+func hasEffectiveCap(c int) bool {
+	hdr := unix.CapUserHeader{Version: unix.LINUX_CAPABILITY_VERSION_3}
+	var data [2]unix.CapUserData
+	if unix.Capget(&hdr, &data[0]) != nil {
+		return false
+	}
+	return data[c/32].Effective&(1<<uint(c%32)) != 0
+}
+
+// reexecWithSpec puts the spec back on fd 3 (in a memfd: a pipe could fill
+// up with nobody reading) and execs the child again in place, keeping the
+// pid, the namespaces, Pdeathsig and fds 0-2 and 4.
+func reexecWithSpec(spec *Spec) error {
+	if os.Getenv(EnvChild) == "2" {
+		return fmt.Errorf("no capabilities in the new user namespace even after re-exec (uid %d)", os.Getuid())
+	}
+	fd, err := unix.MemfdCreate("strata-spec", unix.MFD_CLOEXEC)
+	if err != nil {
+		return fmt.Errorf("memfd: %w", err)
+	}
+	f := os.NewFile(uintptr(fd), "spec")
+	if err := json.NewEncoder(f).Encode(spec); err != nil {
+		return fmt.Errorf("memfd: %w", err)
+	}
+	if _, err := f.Seek(0, 0); err != nil {
+		return fmt.Errorf("memfd: %w", err)
+	}
+	if fd == specFD {
+		_, err = unix.FcntlInt(uintptr(fd), unix.F_SETFD, 0)
+	} else {
+		err = unix.Dup3(fd, specFD, 0)
+	}
+	if err != nil {
+		return fmt.Errorf("memfd to fd %d: %w", specFD, err)
+	}
+	err = unix.Exec("/proc/self/exe", []string{"strata-child"}, []string{EnvChild + "=2", "_STRATA_PARENT_PID=" + strconv.Itoa(os.Getppid())})
+	return fmt.Errorf("re-exec /proc/self/exe: %w", err)
+}
+
 type rootfsServer interface{ Unmount() error }
 
 func mountRootfs(spec *Spec) (rootfsServer, error) {
@@ -96,6 +153,7 @@ func runInit(spec *Spec) (int, error) {
 	if err != nil {
 		return 125, err
 	}
+	extra := []*os.File{specR, errPipe}
 	cmd := &exec.Cmd{
 		Path:       "/proc/self/exe",
 		Args:       []string{"strata-init"},
@@ -103,20 +161,25 @@ func runInit(spec *Spec) (int, error) {
 		Stdin:      os.Stdin,
 		Stdout:     os.Stdout,
 		Stderr:     os.Stderr,
-		ExtraFiles: []*os.File{specR, errPipe},
+		ExtraFiles: extra,
 		SysProcAttr: &syscall.SysProcAttr{
 			Cloneflags: syscall.CLONE_NEWNS | syscall.CLONE_NEWPID | syscall.CLONE_NEWUTS |
 				syscall.CLONE_NEWIPC | syscall.CLONE_NEWCGROUP,
 			Pdeathsig: syscall.SIGKILL,
-			Setsid:    true,
-			Setctty:   spec.TTY,
-			Ctty:      0,
+			Setsid:    true, // the pty, with -t, becomes its terminal
 		},
+	}
+	if spec.TTY {
+		cmd.ExtraFiles = append(cmd.ExtraFiles, os.NewFile(consoleFD, "console"))
 	}
 	sigs := make(chan os.Signal, 16)
 	signal.Notify(sigs, forwarded...)
 	defer signal.Stop(sigs)
-	if err := cmd.Start(); err != nil {
+	err = cmd.Start()
+	if spec.TTY {
+		cmd.ExtraFiles[2].Close()
+	}
+	if err != nil {
 		specR.Close()
 		specW.Close()
 		return 125, fmt.Errorf("start container init: %w", err)

@@ -90,6 +90,11 @@ func initContainer(spec *Spec) error {
 	if data, err := os.ReadFile("/proc/self/setgroups"); err == nil && strings.TrimSpace(string(data)) == "deny" {
 		setgroupsOK = false
 	}
+	if spec.TTY {
+		if err := setupConsole(user); err != nil {
+			return err
+		}
+	}
 	keep := capMask(spec.Caps)
 	if spec.Init {
 		return reaper(spec, path, env, user, keep, last, setgroupsOK)
@@ -108,6 +113,11 @@ func initContainer(spec *Spec) error {
 		return err
 	}
 	unix.Prctl(unix.PR_SET_KEEPCAPS, 0, 0, 0, 0)
+	// The kernel clears the parent-death signal when the uid changes; arm
+	// it again so the command still dies with the namespace child.
+	if err := unix.Prctl(unix.PR_SET_PDEATHSIG, uintptr(unix.SIGKILL), 0, 0, 0); err != nil {
+		return fmt.Errorf("set parent-death signal: %w", err)
+	}
 	if err := unix.Chdir(spec.WorkingDir); err != nil {
 		return exitErr(125, "working directory %s: %w", spec.WorkingDir, err)
 	}

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"strconv"
 
 	"golang.org/x/sys/unix"
 )
@@ -137,16 +136,22 @@ func pivotRoot(rootfs string) error {
 	return nil
 }
 
-// openVolumes opens the host side of each -v before pivot_root hides the
-// host; the bind then goes through /proc/self/fd, and the container side
-// is resolved inside the container, so an image's symlinks cannot point a
-// mount at the host.
+// openVolumes clones the host side of each -v into a detached mount
+// (open_tree) before pivot_root hides the host; after it, move_mount puts
+// the clone in place, and the container side is resolved inside the
+// container, so an image's symlinks cannot aim a mount at the host.
 func openVolumes(mounts []BindMount) ([]int, error) {
 	var fds []int
 	for _, m := range mounts {
-		fd, err := unix.Open(m.Source, unix.O_PATH|unix.O_CLOEXEC, 0)
+		fd, err := unix.OpenTree(unix.AT_FDCWD, m.Source, unix.OPEN_TREE_CLONE|unix.OPEN_TREE_CLOEXEC|unix.AT_RECURSIVE)
 		if err != nil {
-			return nil, fmt.Errorf("-v %s: %w", m.Source, err)
+			return nil, fmt.Errorf("-v %s: clone mount: %w", m.Source, err)
+		}
+		if m.ReadOnly {
+			attr := unix.MountAttr{Attr_set: unix.MOUNT_ATTR_RDONLY}
+			if err := unix.MountSetattr(fd, "", unix.AT_EMPTY_PATH|unix.AT_RECURSIVE, &attr); err != nil {
+				return nil, fmt.Errorf("-v %s:ro: %w", m.Source, err)
+			}
 		}
 		fds = append(fds, fd)
 	}
@@ -171,16 +176,10 @@ func bindVolumes(mounts []BindMount, fds []int) error {
 			}
 			f.Close()
 		}
-		src := "/proc/self/fd/" + strconv.Itoa(fds[i])
-		if err := unix.Mount(src, m.Target, "", unix.MS_BIND|unix.MS_REC, ""); err != nil {
+		if err := unix.MoveMount(fds[i], "", unix.AT_FDCWD, m.Target, unix.MOVE_MOUNT_F_EMPTY_PATH); err != nil {
 			return fmt.Errorf("-v %s:%s: %w", m.Source, m.Target, err)
 		}
 		unix.Close(fds[i])
-		if m.ReadOnly {
-			if err := remountRO(m.Target); err != nil {
-				return fmt.Errorf("-v %s:%s:ro: %w", m.Source, m.Target, err)
-			}
-		}
 	}
 	return nil
 }

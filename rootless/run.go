@@ -310,32 +310,23 @@ func supervise(o Options, plan idPlan, spec *Spec, net Network) (code int, start
 	runtime.LockOSThread()
 
 	var stdio [3]*os.File
-	var ptmx, tty *os.File
-	var restore func()
+	var consoleParent, consoleChild *os.File
+	null, err := os.Open(os.DevNull)
+	if err != nil {
+		return 125, false, err
+	}
+	defer null.Close()
 	if o.TTY {
-		ptmx, tty, err = pty.Open()
+		// init sends the master of a pty it opens inside the container.
+		consoleParent, consoleChild, err = consolePair()
 		if err != nil {
-			return 125, false, fmt.Errorf("open pseudo-terminal: %w", err)
+			return 125, false, err
 		}
-		defer ptmx.Close()
-		if term.IsTerminal(int(os.Stdin.Fd())) {
-			pty.InheritSize(os.Stdin, ptmx)
-			if o.Stdin {
-				if st, err := term.MakeRaw(int(os.Stdin.Fd())); err == nil {
-					restore = func() { term.Restore(int(os.Stdin.Fd()), st) }
-					defer restore()
-				}
-			}
-		}
-		stdio = [3]*os.File{tty, tty, tty}
+		defer consoleParent.Close()
+		stdio = [3]*os.File{null, os.Stderr, os.Stderr}
 	} else {
 		stdin := os.Stdin
 		if !o.Stdin {
-			null, err := os.Open(os.DevNull)
-			if err != nil {
-				return 125, false, err
-			}
-			defer null.Close()
 			stdin = null
 		}
 		stdio = [3]*os.File{stdin, os.Stdout, os.Stderr}
@@ -349,10 +340,14 @@ func supervise(o Options, plan idPlan, spec *Spec, net Network) (code int, start
 	signal.Notify(sigs, forwarded...)
 	defer signal.Stop(sigs)
 
-	cmd, err := startChild(plan, spec, spec.NetNS, stdio, errW)
+	extra := []*os.File{errW}
+	if consoleChild != nil {
+		extra = append(extra, consoleChild)
+	}
+	cmd, err := startChild(plan, spec, spec.NetNS, stdio, extra...)
 	errW.Close()
-	if tty != nil {
-		tty.Close()
+	if consoleChild != nil {
+		consoleChild.Close()
 	}
 	if err != nil {
 		errR.Close()
@@ -365,8 +360,26 @@ func supervise(o Options, plan idPlan, spec *Spec, net Network) (code int, start
 	}
 	defer net.Close()
 
+	var ptmx *os.File
+	if consoleParent != nil {
+		ptmx, err = receiveConsole(consoleParent)
+		if err != nil {
+			cmd.Process.Kill()
+		}
+	}
 	outDone := make(chan struct{})
 	if ptmx != nil {
+		defer ptmx.Close()
+		if !term.IsTerminal(int(os.Stdin.Fd())) {
+			pty.Setsize(ptmx, &pty.Winsize{Rows: 24, Cols: 80})
+		} else {
+			pty.InheritSize(os.Stdin, ptmx)
+			if o.Stdin {
+				if st, err := term.MakeRaw(int(os.Stdin.Fd())); err == nil {
+					defer term.Restore(int(os.Stdin.Fd()), st)
+				}
+			}
+		}
 		if o.Stdin {
 			go io.Copy(ptmx, os.Stdin)
 		}

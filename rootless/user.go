@@ -96,6 +96,8 @@ func resolveUser(spec string) (execUser, error) {
 		return u, nil
 	}
 	if pw != nil {
+		// Like initgroups(3): the primary group, then memberships.
+		u.groups = append(u.groups, u.gid)
 		readColon("/etc/group", 4, func(p []string) {
 			gid, err := strconv.Atoi(p[2])
 			if err != nil || gid == u.gid {

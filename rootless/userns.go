@@ -157,7 +157,9 @@ func (p idPlan) writeMaps(pid int) error {
 // startChild re-execs strata into new user and mount namespaces (and a
 // network namespace when netns) and maps ids. The child blocks reading its
 // spec, so it cannot run before the maps are in place.
-func startChild(plan idPlan, spec *Spec, netns bool, stdio [3]*os.File, errW *os.File) (*exec.Cmd, error) {
+//
+// extra become fds 4 and up: the error pipe, then the console socket.
+func startChild(plan idPlan, spec *Spec, netns bool, stdio [3]*os.File, extra ...*os.File) (*exec.Cmd, error) {
 	specR, specW, err := os.Pipe()
 	if err != nil {
 		return nil, err
@@ -174,7 +176,7 @@ func startChild(plan idPlan, spec *Spec, netns bool, stdio [3]*os.File, errW *os
 		Stdin:      stdio[0],
 		Stdout:     stdio[1],
 		Stderr:     stdio[2],
-		ExtraFiles: []*os.File{specR, errW},
+		ExtraFiles: append([]*os.File{specR}, extra...),
 		SysProcAttr: &syscall.SysProcAttr{
 			Cloneflags: flags,
 			Pdeathsig:  syscall.SIGKILL,
