@@ -7,8 +7,8 @@ import (
 	"os"
 	"os/exec"
 	"os/signal"
-	"strconv"
 	"runtime"
+	"strconv"
 	"syscall"
 	"time"
 
