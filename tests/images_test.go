@@ -14,6 +14,7 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/google/go-containerregistry/pkg/name"
@@ -414,4 +415,81 @@ func TestImageCommitRoundTrip(t *testing.T) {
 		t.Errorf("scratch file outlived its --writable mount")
 	}
 	e.ok("rm", "c1")
+}
+
+// TestImagePullInterruptedAndConcurrent kills a pull in the middle of a
+// layer: no layer that looks complete may remain, and the next pull and
+// prune clean up. Then two pulls of one image run at once.
+func TestImagePullInterruptedAndConcurrent(t *testing.T) {
+	u := harness.User(t)
+	e := newRunEnv(t, u, false)
+	var stall atomic.Bool
+	started := make(chan struct{}, 16)
+	release := make(chan struct{})
+	defer close(release)
+	reg := newRegistry(t, false, func(h http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if stall.Load() && r.Method == http.MethodGet && strings.Contains(r.URL.Path, "/blobs/") {
+				rec := httptest.NewRecorder()
+				h.ServeHTTP(rec, r)
+				body := rec.Body.Bytes()
+				if len(body) > 1000 { // a layer, not the config
+					for k, v := range rec.Header() {
+						w.Header()[k] = v
+					}
+					w.WriteHeader(rec.Code)
+					w.Write(body[:len(body)/2])
+					w.(http.Flusher).Flush()
+					started <- struct{}{}
+					<-release
+					return
+				}
+			}
+			h.ServeHTTP(w, r)
+		})
+	})
+	ref := reg.push(t, "test/stall:v1", buildImage(t, testLayers(t), "amd64"), nil)
+
+	stall.Store(true)
+	cmd := e.command("pull", "-q", "--tls-verify=false", ref)
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-started:
+	case <-time.After(30 * time.Second):
+		cmd.Process.Kill()
+		cmd.Wait()
+		t.Fatal("pull never reached a layer")
+	}
+	// setpriv execs strata, so this PID is strata itself.
+	cmd.Process.Kill()
+	cmd.Wait()
+	if l := layerDirs(t, e.store); len(l) != 0 {
+		t.Errorf("interrupted pull left layer dirs: %v", l)
+	}
+	if out := e.ok("images", "-q"); strings.TrimSpace(out) != "" {
+		t.Errorf("interrupted pull left an image: %q", out)
+	}
+	e.ok("prune")
+	if ents, _ := os.ReadDir(filepath.Join(e.store, "tmp")); len(ents) != 0 {
+		t.Errorf("prune left debris in tmp: %d entries", len(ents))
+	}
+
+	stall.Store(false)
+	results := make(chan result, 2)
+	for i := 0; i < 2; i++ {
+		go func() { results <- e.run("", "pull", "-q", "--tls-verify=false", ref) }()
+	}
+	for i := 0; i < 2; i++ {
+		if r := <-results; r.code != 0 {
+			t.Errorf("concurrent pull: exit %d: %s", r.code, r.stderr)
+		}
+	}
+	if n := len(layerDirs(t, e.store)); n != 3 {
+		t.Errorf("after concurrent pulls: %d layer dirs, want 3", n)
+	}
+	if out := e.ok("run", "--rm", ref, "cat", "/data/added"); out != "added\n" {
+		t.Errorf("run after concurrent pulls: %q", out)
+	}
 }
