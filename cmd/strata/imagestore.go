@@ -23,8 +23,12 @@ type layerBars struct {
 }
 
 func newLayerBars(quiet bool) *layerBars {
-	if quiet || !term.IsTerminal(int(os.Stderr.Fd())) {
+	fd := int(os.Stderr.Fd())
+	if quiet || !term.IsTerminal(fd) {
 		return &layerBars{}
+	}
+	if w, _, err := term.GetSize(fd); err != nil || w == 0 {
+		return &layerBars{} // a terminal of no width shows no bars
 	}
 	return &layerBars{p: mpb.New(mpb.WithOutput(os.Stderr), mpb.WithWidth(40)), bars: map[string]*mpb.Bar{}}
 }
@@ -37,14 +41,13 @@ func (l *layerBars) event() func(image.ProgressEvent) {
 	return func(ev image.ProgressEvent) {
 		b := l.bars[ev.Layer]
 		if b == nil {
-			label := image.ShortID(ev.Layer)
-			status := decor.Name("")
+			status := decor.OnComplete(decor.Percentage(), "done")
 			if ev.Skipped {
-				status = decor.Name(" already present")
+				status = decor.Name("already present")
 			}
 			b = l.p.AddBar(ev.Total,
-				mpb.PrependDecorators(decor.Name(label+" "), decor.CountersKibiByte("% .1f / % .1f")),
-				mpb.AppendDecorators(status, decor.OnComplete(decor.Percentage(), " done")))
+				mpb.PrependDecorators(decor.Name(image.ShortID(ev.Layer)+" "), decor.CountersKibiByte("% .1f / % .1f")),
+				mpb.AppendDecorators(status))
 			l.bars[ev.Layer] = b
 		}
 		b.SetCurrent(ev.Current)
