@@ -1,14 +1,12 @@
 package rootless
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
 	"os/exec"
 	"os/signal"
 	"runtime"
-	"strconv"
 	"syscall"
 	"time"
 
@@ -26,20 +24,6 @@ func Child() int {
 	spec, err := readSpec()
 	if err != nil {
 		return reportError(err)
-	}
-	if ppid := os.Getenv("_STRATA_PARENT_PID"); ppid != "" {
-		// Gaining capabilities in the re-exec cleared the parent-death
-		// signal; arm it again, and give up if strata died meanwhile.
-		unix.Prctl(unix.PR_SET_PDEATHSIG, uintptr(unix.SIGKILL), 0, 0, 0)
-		if strconv.Itoa(os.Getppid()) != ppid {
-			return 137
-		}
-	}
-	if !hasEffectiveCap(capSysAdmin) {
-		// newuidmap wrote the maps after this process had exec'ed as an
-		// unmapped user, and execve dropped every capability. Exec again,
-		// now as root of the namespace, to get them.
-		return reportError(reexecWithSpec(spec))
 	}
 	if spec.Mode == modeRemove {
 		if err := os.RemoveAll(spec.RemovePath); err != nil {
@@ -83,47 +67,6 @@ func runChild(spec *Spec) (int, error) {
 		os.RemoveAll(spec.ContainerDir)
 	}
 	return code, err
-}
-
-const capSysAdmin = 21
-
-func hasEffectiveCap(c int) bool {
-	hdr := unix.CapUserHeader{Version: unix.LINUX_CAPABILITY_VERSION_3}
-	var data [2]unix.CapUserData
-	if unix.Capget(&hdr, &data[0]) != nil {
-		return false
-	}
-	return data[c/32].Effective&(1<<uint(c%32)) != 0
-}
-
-// reexecWithSpec puts the spec back on fd 3 (in a memfd: a pipe could fill
-// up with nobody reading) and execs the child again in place, keeping the
-// pid, the namespaces, Pdeathsig and fds 0-2 and 4.
-func reexecWithSpec(spec *Spec) error {
-	if os.Getenv(EnvChild) == "2" {
-		return fmt.Errorf("no capabilities in the new user namespace even after re-exec (uid %d)", os.Getuid())
-	}
-	fd, err := unix.MemfdCreate("strata-spec", unix.MFD_CLOEXEC)
-	if err != nil {
-		return fmt.Errorf("memfd: %w", err)
-	}
-	f := os.NewFile(uintptr(fd), "spec")
-	if err := json.NewEncoder(f).Encode(spec); err != nil {
-		return fmt.Errorf("memfd: %w", err)
-	}
-	if _, err := f.Seek(0, 0); err != nil {
-		return fmt.Errorf("memfd: %w", err)
-	}
-	if fd == specFD {
-		_, err = unix.FcntlInt(uintptr(fd), unix.F_SETFD, 0)
-	} else {
-		err = unix.Dup3(fd, specFD, 0)
-	}
-	if err != nil {
-		return fmt.Errorf("memfd to fd %d: %w", specFD, err)
-	}
-	err = unix.Exec("/proc/self/exe", []string{"strata-child"}, []string{EnvChild + "=2", "_STRATA_PARENT_PID=" + strconv.Itoa(os.Getppid())})
-	return fmt.Errorf("re-exec /proc/self/exe: %w", err)
 }
 
 type rootfsServer interface{ Unmount() error }

@@ -185,6 +185,13 @@ func startChild(plan idPlan, spec *Spec, netns bool, stdio [3]*os.File, extra ..
 			Setsid: true,
 		},
 	}
+	// newuidmap writes the maps after the child has exec'ed; an exec as an
+	// unmapped (or, with keep-id, non-zero) uid drops every capability, so
+	// raise them all as ambient first: they survive the exec, and the
+	// child keeps full power over its own namespaces.
+	for c := 0; c <= lastCap(); c++ {
+		cmd.SysProcAttr.AmbientCaps = append(cmd.SysProcAttr.AmbientCaps, uintptr(c))
+	}
 	if !plan.helpers {
 		cmd.SysProcAttr.UidMappings = toSys(plan.uids)
 		cmd.SysProcAttr.GidMappings = toSys(plan.gids)

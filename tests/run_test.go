@@ -491,3 +491,64 @@ func TestRunAsRoot(t *testing.T) {
 	}
 	_ = strconv.Itoa
 }
+
+// TestRunKeepID: --userns=keep-id runs as the user's own id, unprivileged.
+func TestRunKeepID(t *testing.T) {
+	u := harness.User(t)
+	e := newRunEnv(t, u, false)
+	out := e.ok("run", "--rm", "--userns=keep-id", "--rootfs", e.rootfs, "--", "sh", "-c", "id -u; id -g; grep CapEff /proc/self/status; touch /tmp/mine && stat -c %u /tmp/mine")
+	want := fmt.Sprintf("%d\n%d\nCapEff: 0000000000000000\n%d", u.UID, u.GID, u.UID)
+	if squeeze(out) != want {
+		t.Errorf("keep-id:\n%s\nwant:\n%s", squeeze(out), want)
+	}
+}
+
+// TestRunMissingHostParts: no newuidmap, no usable /dev/fuse: one error
+// saying what to install or fix, 125, nothing left.
+func TestRunMissingHostParts(t *testing.T) {
+	u := harness.User(t)
+	e := newRunEnv(t, u, false)
+	cmd := e.command("run", "--rm", "--rootfs", e.rootfs, "--", "true")
+	for i, v := range cmd.Env {
+		if strings.HasPrefix(v, "PATH=") {
+			cmd.Env[i] = "PATH=" + e.dir // no newuidmap there
+		}
+	}
+	out, err := cmd.CombinedOutput()
+	if exitCode(err) != 125 || !strings.Contains(string(out), "newuidmap not found: install the uidmap package") {
+		t.Errorf("without newuidmap: exit %d %q", exitCode(err), out)
+	}
+
+	// Hide /dev/fuse behind an unreadable file in a private mount namespace.
+	blocker := filepath.Join(e.dir, "nofuse")
+	os.WriteFile(blocker, nil, 0)
+	inner := e.command("run", "--rm", "--rootfs", e.rootfs, "--", "true")
+	script := "mount --bind " + blocker + " /dev/fuse && exec \"$@\""
+	cmd = exec.Command("unshare", append([]string{"-m", "--propagation", "private", "--", "sh", "-c", script, "sh"}, inner.Args...)...)
+	cmd.Env = inner.Env
+	out, err = cmd.CombinedOutput()
+	if exitCode(err) != 125 || !strings.Contains(string(out), "/dev/fuse") || !strings.Contains(string(out), "chmod 0666 /dev/fuse") {
+		t.Errorf("without /dev/fuse: exit %d %q", exitCode(err), out)
+	}
+	if cs := e.containers(); len(cs) != 0 {
+		t.Errorf("left containers: %v", cs)
+	}
+}
+
+// TestRunRmRunning: rm refuses a running container, rm -f kills it.
+func TestRunRmRunning(t *testing.T) {
+	e := newRunEnv(t, harness.User(t), false)
+	x := start(t, e.command("run", "--name", "busy", "--rootfs", e.rootfs, "--", "sh", "-c", "echo ready; exec sleep 1000"))
+	x.expect("ready")
+	if out := e.ok("ps"); !strings.Contains(out, "busy") || !strings.Contains(out, "running") {
+		t.Errorf("ps while running:\n%s", out)
+	}
+	if r := e.run("", "rm", "busy"); r.code == 0 || !strings.Contains(r.stderr, "running") {
+		t.Errorf("rm of a running container: exit %d %q", r.code, r.stderr)
+	}
+	e.ok("rm", "-f", "busy")
+	x.cmd.Wait()
+	if cs := e.containers(); len(cs) != 0 {
+		t.Errorf("rm -f left %v", cs)
+	}
+}
