@@ -127,23 +127,17 @@ func Run(o Options) (int, error) {
 	}
 
 	// Past validation: from here on, every failure removes what it made.
-	c, rdir, err := create(o, args)
+	c, rdir, lock, err := create(o, args)
 	if err != nil {
 		return 125, err
 	}
+	defer lock.release()
 	hostname := c.Hostname
 	cleanup := func() {
 		removeTree(c.Dir)
 		os.RemoveAll(rdir)
 	}
-	lock, err := lockRuntime(rdir)
-	if err != nil {
-		cleanup()
-		return 125, err
-	}
-	defer lock.release()
 	if err := writeInitLayer(filepath.Join(c.Dir, "init"), hostname, net); err != nil {
-		lock.release()
 		cleanup()
 		return 125, err
 	}
@@ -155,7 +149,6 @@ func Run(o Options) (int, error) {
 		wd = "/"
 	}
 	if !filepath.IsAbs(wd) {
-		lock.release()
 		cleanup()
 		return 125, fmt.Errorf("working directory %q: must be an absolute path", wd)
 	}
@@ -187,7 +180,6 @@ func Run(o Options) (int, error) {
 
 	code, started, err := supervise(o, plan, spec, net)
 	if err != nil || !started {
-		lock.release()
 		cleanup()
 		if err == nil {
 			err = exitErr(125, "container did not start")
@@ -245,8 +237,9 @@ func checkNameFree(root, name string) error {
 	return nil
 }
 
-// create makes the container dir and runtime dir.
-func create(o Options, args []string) (Container, string, error) {
+// create makes the runtime dir, locks it (so no concurrent CleanStale
+// takes the half-made container for a dead one), then the container dir.
+func create(o Options, args []string) (Container, string, *runLock, error) {
 	id := newID()
 	name := o.Name
 	if name == "" {
@@ -263,16 +256,25 @@ func create(o Options, args []string) (Container, string, error) {
 		Dir: filepath.Join(containersDir(o.Root), id)}
 	run, err := RuntimeDir()
 	if err != nil {
-		return c, "", err
+		return c, "", nil, err
 	}
 	rdir := filepath.Join(run, id)
-	fail := func(err error) (Container, string, error) {
+	if err := os.Mkdir(rdir, 0o700); err != nil {
+		return c, "", nil, fmt.Errorf("create %s: %w", rdir, err)
+	}
+	lock, err := lockRuntime(rdir)
+	if err != nil {
+		os.RemoveAll(rdir)
+		return c, "", nil, err
+	}
+	fail := func(err error) (Container, string, *runLock, error) {
 		os.RemoveAll(c.Dir)
 		os.RemoveAll(rdir)
-		return c, "", err
+		lock.release()
+		return c, "", nil, err
 	}
 	for _, d := range []string{c.Dir, filepath.Join(c.Dir, "upper"), filepath.Join(c.Dir, "work"), filepath.Join(c.Dir, "init"),
-		rdir, filepath.Join(rdir, "rootfs")} {
+		filepath.Join(rdir, "rootfs")} {
 		if err := os.MkdirAll(d, 0o700); err != nil {
 			return fail(fmt.Errorf("create %s: %w", d, err))
 		}
@@ -293,7 +295,7 @@ func create(o Options, args []string) (Container, string, error) {
 	if err := os.WriteFile(filepath.Join(rdir, "pid"), []byte(strconv.Itoa(os.Getpid())), 0o600); err != nil {
 		return fail(fmt.Errorf("write %s: %w", rdir, err))
 	}
-	return c, rdir, nil
+	return c, rdir, lock, nil
 }
 
 // forwarded are the signals strata passes on to the container. SIGKILL and
