@@ -12,6 +12,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"sync"
 	"time"
 
 	"github.com/google/go-containerregistry/pkg/authn"
@@ -41,7 +42,8 @@ type PullOptions struct {
 	// reads ~/.docker/config.json, $REGISTRY_AUTH_FILE and
 	// $XDG_RUNTIME_DIR/containers/auth.json.
 	Keychain authn.Keychain
-	// Progress, if set, is called from the pulling goroutine.
+	// Progress, if set, is called from one goroutine per layer being
+	// fetched, so it must be safe for concurrent use.
 	Progress func(ProgressEvent)
 	// Transport replaces the HTTP transport (tests count requests with it).
 	Transport http.RoundTripper
@@ -145,6 +147,13 @@ func (s *Store) addImage(img v1.Image, fromRegistry bool, names []string, progre
 	}
 
 	rec := Record{ID: cfgDigest, Names: names, Created: time.Now().UTC()}
+	// Layers download and unpack side by side, a few at a time.
+	var (
+		mu       sync.Mutex
+		wg       sync.WaitGroup
+		firstErr error
+		sem      = make(chan struct{}, 3)
+	)
 	for i, desc := range m.Layers {
 		want := cfg.RootFS.DiffIDs[i].String()
 		rec.DiffIDs = append(rec.DiffIDs, want)
@@ -153,11 +162,22 @@ func (s *Store) addImage(img v1.Image, fromRegistry bool, names []string, progre
 			progress(ProgressEvent{Layer: desc.Digest.String(), Total: desc.Size, Current: desc.Size, Skipped: true, Done: true})
 			continue
 		}
-		size, err := s.fetchLayer(img, desc, want, fromRegistry, progress)
-		if err != nil {
-			return "", fmt.Errorf("layer %s: %w", desc.Digest, err)
-		}
-		rec.Size += size
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			size, err := s.fetchLayer(img, desc, want, fromRegistry, progress)
+			mu.Lock()
+			defer mu.Unlock()
+			if err != nil && firstErr == nil {
+				firstErr = fmt.Errorf("layer %s: %w", desc.Digest, err)
+			}
+			rec.Size += size
+		}()
+	}
+	wg.Wait()
+	if firstErr != nil {
+		return "", firstErr
 	}
 
 	rawManifest, err := img.RawManifest()

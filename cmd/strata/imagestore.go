@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"os"
+	"sync"
 
 	"github.com/strata-run/strata/image"
 	"github.com/vbauerster/mpb/v8"
@@ -19,6 +20,7 @@ func openImageStore() (*image.Store, error) {
 // stderr is not a terminal. Call wait when the transfer is over.
 type layerBars struct {
 	p    *mpb.Progress
+	mu   sync.Mutex // events come from one goroutine per layer
 	bars map[string]*mpb.Bar
 }
 
@@ -39,6 +41,8 @@ func (l *layerBars) event() func(image.ProgressEvent) {
 		return nil
 	}
 	return func(ev image.ProgressEvent) {
+		l.mu.Lock()
+		defer l.mu.Unlock()
 		b := l.bars[ev.Layer]
 		if b == nil {
 			status := decor.OnComplete(decor.Percentage(), "done")
