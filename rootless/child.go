@@ -115,6 +115,11 @@ func runInit(spec *Spec) (int, error) {
 	if spec.TTY {
 		cmd.ExtraFiles = append(cmd.ExtraFiles, os.NewFile(consoleFD, "console"))
 	}
+	// The FUSE device (go-fuse opens it without O_CLOEXEC) and anything
+	// strata inherited stay here; init gets stdio and ExtraFiles only.
+	if err := closeOnExecAbove(2); err != nil {
+		return 125, err
+	}
 	sigs := make(chan os.Signal, 16)
 	signal.Notify(sigs, forwarded...)
 	defer signal.Stop(sigs)

@@ -7,6 +7,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"runtime"
+	"strconv"
 	"strings"
 	"syscall"
 
@@ -95,6 +96,11 @@ func initContainer(spec *Spec) error {
 			return err
 		}
 	}
+	// Nothing but stdio may reach the command: not the FUSE device the
+	// child opened, nor whatever fd strata itself inherited.
+	if err := closeOnExecAbove(2); err != nil {
+		return err
+	}
 	keep := capMask(spec.Caps)
 	if spec.Init {
 		return reaper(spec, path, env, user, keep, last, setgroupsOK)
@@ -159,6 +165,19 @@ func switchUser(u execUser, setgroupsOK bool) error {
 	}
 	if _, _, e := unix.RawSyscall(unix.SYS_SETRESUID, uintptr(u.uid), uintptr(u.uid), uintptr(u.uid)); e != 0 {
 		return unmappedErr("user", u.uid, e)
+	}
+	return nil
+}
+
+func closeOnExecAbove(min int) error {
+	ents, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		return fmt.Errorf("list open files: %w", err)
+	}
+	for _, e := range ents {
+		if fd, err := strconv.Atoi(e.Name()); err == nil && fd > min {
+			unix.CloseOnExec(fd)
+		}
 	}
 	return nil
 }
@@ -248,6 +267,7 @@ func reaper(spec *Spec, path string, env []string, u execUser, keep uint64, last
 			return err
 		}
 	}
+	unix.Prctl(unix.PR_SET_NAME, uintptr(unsafePointer(&[]byte("strata-init\x00")[0])), 0, 0, 0)
 	sigs := make(chan os.Signal, 32)
 	signal.Notify(sigs)
 	groups := make([]uint32, len(u.groups))

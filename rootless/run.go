@@ -81,16 +81,7 @@ func Run(o Options) (int, error) {
 	if err != nil {
 		return 125, err
 	}
-	args := append([]string{}, o.Config.Entrypoint...)
-	cmdArgs := o.Config.Cmd
-	if o.Entrypoint != nil {
-		args = append([]string{}, *o.Entrypoint...)
-		cmdArgs = nil // Docker: --entrypoint resets the image's Cmd
-	}
-	if len(o.Args) > 0 {
-		cmdArgs = o.Args
-	}
-	args = append(args, cmdArgs...)
+	args := CommandLine(o.Config, o.Entrypoint, o.Args)
 	if len(args) == 0 {
 		return 125, fmt.Errorf("no command: the image has no Entrypoint or Cmd; give one after the image")
 	}
@@ -102,12 +93,12 @@ func Run(o Options) (int, error) {
 	if err := checkFuse(); err != nil {
 		return 125, err
 	}
+	if o.UserNS != "" && o.UserNS != "keep-id" {
+		return 125, fmt.Errorf("--userns %q: want keep-id (or leave it unset)", o.UserNS)
+	}
 	plan, err := planIDs(o.UserNS == "keep-id")
 	if err != nil {
 		return 125, err
-	}
-	if o.UserNS != "" && o.UserNS != "keep-id" && o.UserNS != "host" {
-		return 125, fmt.Errorf("--userns %q: want keep-id (or leave it unset)", o.UserNS)
 	}
 	user := o.User
 	if user == "" {
@@ -193,6 +184,22 @@ func Run(o Options) (int, error) {
 	}
 	os.RemoveAll(rdir)
 	return code, nil
+}
+
+// CommandLine composes argv as Docker does: Entrypoint followed by Cmd;
+// arguments on the command line replace Cmd; --entrypoint replaces
+// Entrypoint and drops the image's Cmd.
+func CommandLine(cfg ImageConfig, entrypoint *[]string, args []string) []string {
+	argv := append([]string{}, cfg.Entrypoint...)
+	cmd := cfg.Cmd
+	if entrypoint != nil {
+		argv = append([]string{}, *entrypoint...)
+		cmd = nil
+	}
+	if len(args) > 0 {
+		cmd = args
+	}
+	return append(argv, cmd...)
 }
 
 func exitCodeOf(err error) int {

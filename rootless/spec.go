@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"syscall"
 )
 
 // IDMap is one line of /proc/PID/uid_map or gid_map.
@@ -135,7 +136,12 @@ func reportError(err error) int {
 // never be written into whatever file reuses the number.
 var errPipe *os.File
 
-func openErrPipe() { errPipe = os.NewFile(errorFD, "errors") }
+func openErrPipe() {
+	// Close-on-exec: a successful exec of the command is what tells the
+	// parent (EOF) that setup is over.
+	syscall.CloseOnExec(errorFD)
+	errPipe = os.NewFile(errorFD, "errors")
+}
 
 func closeErrPipe() {
 	if errPipe != nil {

@@ -67,6 +67,11 @@ func TestRunBasics(t *testing.T) {
 	if out := r("sh", "-c", "head -c 4 /dev/zero | wc -c; echo x > /dev/null && echo null-ok; ls /sys/firmware | wc -l; cat /proc/kcore 2>/dev/null | wc -c"); squeeze(out) != "4\nnull-ok\n0\n0" {
 		t.Errorf("devices and masked paths: %q", out)
 	}
+	// Only stdio (and ls's own directory fd) reach the command: no FUSE
+	// device, no pipes of strata's.
+	if out := r("ls", "/proc/self/fd"); squeeze(out) != "0\n1\n2\n3" {
+		t.Errorf("open fds inside: %q, want 0 1 2 and ls's own 3", out)
+	}
 	if r := e.run("", "run", "--rm", "--rootfs", e.rootfs, "--", "sh", "-c", "echo 1 > /proc/sys/kernel/domainname"); r.code == 0 || !strings.Contains(r.stderr, "Read-only") {
 		t.Errorf("/proc/sys should be read-only: exit %d, %s", r.code, r.stderr)
 	}
