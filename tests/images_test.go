@@ -414,7 +414,38 @@ func TestImageCommitRoundTrip(t *testing.T) {
 	if serr == nil {
 		t.Errorf("scratch file outlived its --writable mount")
 	}
+	// More names, and rmi of one name only untags.
+	e.ok("tag", "committed:v1", "other/name:v2")
+	if out := e.ok("images"); !strings.Contains(out, "localhost/other/name") || !strings.Contains(out, "localhost/committed") {
+		t.Errorf("images after tag:\n%s", out)
+	}
+	if out := e.ok("rmi", "other/name:v2"); !strings.Contains(out, "Untagged: localhost/other/name:v2") || strings.Contains(out, "Deleted") {
+		t.Errorf("rmi of one of two names: %q", out)
+	}
+	e.ok("inspect", "committed:v1")
 	e.ok("rm", "c1")
+}
+
+// TestImageImport makes images from a directory the user owns (its files
+// become root's) and from a gzipped tar, and runs them.
+func TestImageImport(t *testing.T) {
+	u := harness.User(t)
+	e := newRunEnv(t, u, false)
+	mustRun(t, "chmod", "1777", filepath.Join(e.rootfs, "tmp")) // os.Chmod drops the sticky bit
+	e.ok("import", e.rootfs, "fromdir")
+	if out := e.ok("run", "--rm", "fromdir", "stat", "-c", "%u:%g %a", "/bin/busybox", "/tmp"); out != "0:0 755\n0:0 1777\n" {
+		t.Errorf("imported dir: owners and modes %q", out)
+	}
+	tgz := filepath.Join(e.dir, "rootfs.tar.gz")
+	mustRun(t, "tar", "-C", e.rootfs, "--numeric-owner", "--owner=0", "--group=0", "-czf", tgz, ".")
+	os.Chown(tgz, u.UID, u.GID)
+	e.ok("import", tgz, "fromtar:v1")
+	if out := e.ok("run", "--rm", "fromtar:v1", "cat", "/etc/motd"); out != "lower layer\n" {
+		t.Errorf("imported tar: %q", out)
+	}
+	if r := e.run("", "import", filepath.Join(e.dir, "missing"), "x"); r.code == 0 || !strings.Contains(r.stderr, "missing") {
+		t.Errorf("import of a missing path: exit %d, %s", r.code, r.stderr)
+	}
 }
 
 // TestImagePullInterruptedAndConcurrent kills a pull in the middle of a
