@@ -113,6 +113,16 @@ func Run(o Options) (int, error) {
 	if w := cgroupWarning(); w != "" {
 		o.Warn(w)
 	}
+	wd := o.WorkingDir
+	if wd == "" {
+		wd = o.Config.WorkingDir
+	}
+	if wd == "" {
+		wd = "/"
+	}
+	if !filepath.IsAbs(wd) {
+		return 125, fmt.Errorf("working directory %q: must be an absolute path", wd)
+	}
 	if err := checkNameFree(o.Root, o.Name); err != nil {
 		return 125, err
 	}
@@ -131,17 +141,6 @@ func Run(o Options) (int, error) {
 	if err := writeInitLayer(filepath.Join(c.Dir, "init"), hostname, net); err != nil {
 		cleanup()
 		return 125, err
-	}
-	wd := o.WorkingDir
-	if wd == "" {
-		wd = o.Config.WorkingDir
-	}
-	if wd == "" {
-		wd = "/"
-	}
-	if !filepath.IsAbs(wd) {
-		cleanup()
-		return 125, fmt.Errorf("working directory %q: must be an absolute path", wd)
 	}
 	spec := &Spec{
 		Mode:         modeRun,
