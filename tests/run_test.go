@@ -557,3 +557,22 @@ func TestRunRmRunning(t *testing.T) {
 		t.Errorf("rm -f left %v", cs)
 	}
 }
+
+// TestRunNoUserNamespaces: with user namespaces disabled (here: a limit of
+// zero inside an outer user namespace, which leaves the host alone) strata
+// says how to enable them, exits 125 and leaves nothing.
+func TestRunNoUserNamespaces(t *testing.T) {
+	harness.RequireRoot(t)
+	e := newRunEnv(t, harness.TestUser{Name: "root"}, true)
+	inner := e.command("run", "--rm", "--rootfs", e.rootfs, "--", "true")
+	script := "echo 0 > /proc/sys/user/max_user_namespaces && exec \"$@\""
+	cmd := exec.Command("unshare", append([]string{"-U", "--map-root-user", "--", "sh", "-c", script, "sh"}, inner.Args...)...)
+	cmd.Env = inner.Env
+	out, err := cmd.CombinedOutput()
+	if exitCode(err) != 125 || !strings.Contains(string(out), "user namespaces look disabled") || !strings.Contains(string(out), "max_user_namespaces") {
+		t.Errorf("exit %d %q", exitCode(err), out)
+	}
+	if cs := e.containers(); len(cs) != 0 {
+		t.Errorf("left containers: %v", cs)
+	}
+}
