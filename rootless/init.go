@@ -18,8 +18,8 @@ import (
 // own PID namespace, root of the user namespace, in a mount namespace of
 // its own. It builds the container's view, becomes the container user and
 // execs the command; with spec.Init it stays as a minimal reaping PID 1
-// instead. It returns only on failure, with the exit code to use; the
-// error has gone to the parent already.
+// instead. It returns the exit code to use: after a setup failure (the
+// error has gone to the parent then), or with --init when the command ends.
 func Init() int {
 	// Credentials, capabilities and the seccomp filter are per thread until
 	// execve; everything below happens on this one.
@@ -315,10 +315,14 @@ func reaper(spec *Spec, path string, env []string, u execUser, keep uint64, last
 				break
 			}
 			if got == pid {
+				// The error pipe is closed by now, so this only sets
+				// PID 1's exit status; the namespace's other processes
+				// die with it.
+				code := ws.ExitStatus()
 				if ws.Signaled() {
-					os.Exit(128 + int(ws.Signal()))
+					code = 128 + int(ws.Signal())
 				}
-				os.Exit(ws.ExitStatus())
+				return &ExitError{Code: code, Err: fmt.Errorf("command exited with status %d", code)}
 			}
 		}
 	}
