@@ -383,10 +383,11 @@ func (u *unpacker) setTimes(rel string, mtime time.Time) error {
 	parent, base := path.Split(rel)
 	fd, err := u.openDirNoCreate(strings.TrimSuffix(parent, "/"), rel)
 	if err != nil {
-		return err
+		return nil // a later entry replaced a parent with a file or symlink
 	}
 	defer unix.Close(fd)
-	if err := unix.UtimesNanoAt(fd, base, timespecs(mtime), unix.AT_SYMLINK_NOFOLLOW); err != nil {
+	err = unix.UtimesNanoAt(fd, base, timespecs(mtime), unix.AT_SYMLINK_NOFOLLOW)
+	if err != nil && err != unix.ENOENT {
 		return fmt.Errorf("layer entry %q: set times: %w", rel, err)
 	}
 	return nil

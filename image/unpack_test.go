@@ -341,3 +341,32 @@ func TestUnpackDiskFull(t *testing.T) {
 		}
 	}
 }
+
+// TestUnpackReplacements: later entries replace earlier ones of the same
+// name, whatever their types, as tar extraction does.
+func TestUnpackReplacements(t *testing.T) {
+	data := mkTar(t,
+		dir("lib/", 0o755, 0, 0), file("lib/a", "a", 0o644, 0, 0),
+		symlink("lib", "usr/lib"), // a dir replaced by a symlink
+		file("f", "one", 0o644, 0, 0), file("f", "two", 0o600, 0, 0),
+		file("d", "file first", 0o644, 0, 0), dir("d/", 0o755, 0, 0), file("d/x", "x", 0o644, 0, 0),
+		file("h", "h", 0o644, 0, 0), hardlink("h2", "h"), file("h2", "own", 0o644, 0, 0),
+	)
+	d := t.TempDir()
+	if _, err := Unpack(d, bytes.NewReader(data), 1<<20); err != nil {
+		t.Fatal(err)
+	}
+	if l, err := os.Readlink(filepath.Join(d, "lib")); err != nil || l != "usr/lib" {
+		t.Errorf("lib: %q %v", l, err)
+	}
+	if b, _ := os.ReadFile(filepath.Join(d, "f")); string(b) != "two" {
+		t.Errorf("f = %q", b)
+	}
+	if b, _ := os.ReadFile(filepath.Join(d, "d/x")); string(b) != "x" {
+		t.Errorf("d/x = %q", b)
+	}
+	// Replacing a hard link must not write through to the other name.
+	if b, _ := os.ReadFile(filepath.Join(d, "h")); string(b) != "h" {
+		t.Errorf("h = %q, changed through its hard link", b)
+	}
+}
