@@ -33,6 +33,11 @@ func mountErr(what, target string, err error) error {
 func mountSpecial(rootfs string, netns bool) error {
 	in := func(p string) string { return filepath.Join(rootfs, p) }
 	for _, d := range []string{"proc", "dev", "sys"} {
+		// These paths are resolved from outside the container: a symlink
+		// planted by an image would aim the mounts elsewhere.
+		if fi, err := os.Lstat(in(d)); err == nil && !fi.IsDir() {
+			return fmt.Errorf("the image's /%s is not a directory (%s); strata mounts over it", d, fi.Mode().Type())
+		}
 		if err := os.MkdirAll(in(d), 0o755); err != nil {
 			return fmt.Errorf("create %s: %w", in(d), err)
 		}
