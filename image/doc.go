@@ -27,9 +27,11 @@
 //	                            path is safe in an overlay lowerdir= string
 //	<root>/tmp/                 unpacks in progress; renamed into layers/ last,
 //	                            so a layer dir that exists is always complete
-//	<root>/containers/<id>/     the runtime's; its file "image" names the image
-//	                            ID (first line) and optionally layer dirs, so
-//	                            prune keeps what containers use
+//	<root>/containers/<id>/     the runtime's (see rootless): upper/ is what
+//	                            diff and commit read; the file "image" names
+//	                            the image, one reference a line (name, ID, diff
+//	                            ID or layer dir), so prune keeps what
+//	                            containers use; an ID is safest, as names move
 //
 // # Layers are unpacked unprivileged
 //
