@@ -35,6 +35,7 @@ func Init() int {
 
 func initContainer(spec *Spec) error {
 	last := lastCap()
+	unix.Umask(0o022) // runc's default, whatever strata's caller had
 	if err := unix.Mount("", "/", "", unix.MS_REC|unix.MS_SLAVE, ""); err != nil {
 		return fmt.Errorf("make / a slave mount: %w", err)
 	}

@@ -27,6 +27,9 @@ func TestRunBasics(t *testing.T) {
 		return e.ok(append([]string{"run", "--rm", "--rootfs", e.rootfs, "--"}, args...)...)
 	}
 
+	if out := r("sh", "-c", "umask"); out != "0022\n" {
+		t.Errorf("umask %q, want 0022 whatever strata's caller had", out)
+	}
 	if out := r("id"); !strings.HasPrefix(out, "uid=0(root) gid=0(root)") {
 		t.Errorf("id: %q, want uid=0(root) gid=0(root)", out)
 	}
