@@ -7,8 +7,10 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"sort"
+	"strconv"
 	"strings"
 
 	"golang.org/x/sys/unix"
@@ -52,11 +54,7 @@ func (s *Store) Commit(containerDir, name string) (*Image, error) {
 	if _, err := os.Stat(upper); err != nil {
 		return nil, fmt.Errorf("commit: container upper %s: %w", upper, err)
 	}
-	skip := map[string]bool{}
-	for _, f := range InitFiles {
-		skip[f] = true
-	}
-	tarPath, err := s.tarDir(upper, tarOptions{overlay: true, rootOwned: true, skip: skip})
+	tarPath, err := s.tarUpper(upper)
 	if err != nil {
 		return nil, fmt.Errorf("commit %s: %w", upper, err)
 	}
@@ -90,7 +88,12 @@ func (s *Store) Diff(containerDir string) ([]Change, error) {
 		skip[f] = true
 	}
 	var out []Change
-	err = filepath.WalkDir(upper, func(p string, _ fs.DirEntry, err error) error {
+	err = filepath.WalkDir(upper, func(p string, d fs.DirEntry, err error) error {
+		if errors.Is(err, fs.ErrPermission) && d != nil && d.IsDir() {
+			// A dir private to a subordinate id: it is listed, its
+			// contents are not (commit reads them from a user namespace).
+			return filepath.SkipDir
+		}
 		if err != nil {
 			return err
 		}
@@ -201,4 +204,68 @@ func (s *Store) FindContainer(ref string) (string, error) {
 		return "", fmt.Errorf("container %s: no such container in %s", ref, dir)
 	}
 	return "", fmt.Errorf("container %s: ambiguous ID prefix", ref)
+}
+
+// EnvTarUpper marks a re-exec of strata that writes a container's upper as
+// a layer tar from inside a user namespace (see TarUpperChild).
+const EnvTarUpper = "STRATA_IMAGE_TAR_UPPER"
+
+// tarUpper writes the layer tar of an upper dir into the store's tmp dir.
+//
+// A rootless container with subordinate ids leaves files owned by those
+// ids in its upper, which the user cannot read from the host. So an
+// ordinary user with an /etc/subuid range writes the tar from a user
+// namespace mapped the way the runtime maps containers (0 = the user,
+// 1..N = the range), through util-linux's unshare and newuidmap, where
+// it is root over all those ids and sees the container's own owners.
+func (s *Store) tarUpper(upper string) (string, error) {
+	skip := map[string]bool{}
+	for _, f := range InitFiles {
+		skip[f] = true
+	}
+	opts := tarOptions{overlay: true, rootOwned: true, skip: skip}
+	uid := os.Geteuid()
+	us, uc := subIDStart("/etc/subuid", uid)
+	gs, gc := subIDStart("/etc/subgid", uid)
+	unshare, lookErr := exec.LookPath("unshare")
+	self, selfErr := os.Executable()
+	if uid == 0 || us < 0 || gs < 0 || lookErr != nil || selfErr != nil || os.Getenv(EnvTarUpper) != "" {
+		return s.tarDir(upper, opts)
+	}
+	f, err := os.CreateTemp(filepath.Join(s.root, "tmp"), "layer-*.tar")
+	if err != nil {
+		return "", err
+	}
+	f.Close()
+	cmd := exec.Command(unshare, "--map-root-user",
+		"--map-users="+strconv.Itoa(us)+",1,"+strconv.Itoa(uc),
+		"--map-groups="+strconv.Itoa(gs)+",1,"+strconv.Itoa(gc),
+		"--", self, upper, f.Name())
+	cmd.Env = append(os.Environ(), EnvTarUpper+"=1")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		os.Remove(f.Name())
+		return "", fmt.Errorf("tar the upper in a user namespace: %w: %s", err, strings.TrimSpace(string(out)))
+	}
+	return f.Name(), nil
+}
+
+// TarUpperChild is the re-exec entry tarUpper starts: args are the upper
+// dir and the tar file to write.
+func TarUpperChild(args []string) error {
+	if len(args) != 2 {
+		return fmt.Errorf("tar upper: want UPPER OUT, got %q", args)
+	}
+	skip := map[string]bool{}
+	for _, f := range InitFiles {
+		skip[f] = true
+	}
+	f, err := os.OpenFile(args[1], os.O_WRONLY|os.O_TRUNC, 0)
+	if err != nil {
+		return fmt.Errorf("tar upper: %w", err)
+	}
+	err = writeLayerTar(f, args[0], tarOptions{overlay: true, rootOwned: true, skip: skip})
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	return err
 }

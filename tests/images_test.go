@@ -367,11 +367,12 @@ func TestImageCommitRoundTrip(t *testing.T) {
 	e.ok("run", "--name", "c1", "--hostname", "oldhost", "strata/busybox", "sh", "-c",
 		"echo added > /added && rm /etc/group && echo changed >> /etc/passwd && mkdir -p /newdir/sub && "+
 			"echo x > /newdir/sub/f && rm -rf /var/tmp && mkdir -m 755 /home/user/d && chown 1000:1000 /home/user/d && "+
+			"echo s > /home/user/d/secret && chown 1000:1000 /home/user/d/secret && chmod 600 /home/user/d/secret && "+
 			"chmod 4755 /added && cat /etc/hostname")
 
 	got := strings.Split(strings.TrimSpace(e.ok("diff", "c1")), "\n")
 	want := []string{"A /added", "C /etc", "D /etc/group", "C /etc/passwd", "C /home", "C /home/user",
-		"A /home/user/d", "A /newdir", "A /newdir/sub", "A /newdir/sub/f", "C /var", "D /var/tmp"}
+		"A /home/user/d", "A /home/user/d/secret", "A /newdir", "A /newdir/sub", "A /newdir/sub/f", "C /var", "D /var/tmp"}
 	if d := diffLines(want, got); d != "" {
 		t.Errorf("strata diff c1:\n%s", d)
 	}
@@ -384,8 +385,9 @@ func TestImageCommitRoundTrip(t *testing.T) {
 	e.ok("commit", "c1", "committed:v1")
 	out := e.ok("run", "--rm", "--hostname", "newhost", "committed:v1", "sh", "-c",
 		"cat /added; test -e /etc/group || echo nogroup; tail -1 /etc/passwd; cat /newdir/sub/f; "+
-			"test -e /var/tmp || echo novartmp; cat /etc/hostname; stat -c '%u:%g %a' /home/user/d /added")
-	if want := "added\nnogroup\nchanged\nx\nnovartmp\nnewhost\n1000:1000 755\n0:0 4755\n"; out != want {
+			"test -e /var/tmp || echo novartmp; cat /etc/hostname; stat -c '%u:%g %a' /home/user/d /added /home/user/d/secret; "+
+			"cat /home/user/d/secret")
+	if want := "added\nnogroup\nchanged\nx\nnovartmp\nnewhost\n1000:1000 755\n0:0 4755\n1000:1000 600\ns\n"; out != want {
 		t.Errorf("container of the committed image:\n got: %q\nwant: %q", out, want)
 	}
 

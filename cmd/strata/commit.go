@@ -2,11 +2,21 @@ package main
 
 import (
 	"fmt"
+	"os"
+
+	"github.com/strata-run/strata/image"
 
 	"github.com/spf13/cobra"
 )
 
 func init() {
+	registerReexec(image.EnvTarUpper, func() {
+		if err := image.TarUpperChild(os.Args[1:]); err != nil {
+			fmt.Fprintln(os.Stderr, "strata:", err)
+			os.Exit(1)
+		}
+		os.Exit(0)
+	})
 	rootCmd.AddCommand(&cobra.Command{
 		Use:   "commit CONTAINER NAME",
 		Short: "Make a new image from a container's changes",
