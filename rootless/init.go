@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 )
@@ -140,9 +141,10 @@ func initContainer(spec *Spec) error {
 	return execError(spec.Args[0], err)
 }
 
-// switchUser changes this thread's ids with raw syscalls: Go's wrappers
-// change every thread, which would also drop the capabilities of threads
-// we do not care about but cost time; only this thread execs.
+// switchUser changes this thread's ids with raw syscalls. Go's wrappers
+// switch every thread, but KEEPCAPS, capset and the seccomp filter below
+// are per thread: the whole sequence must happen on the one thread that
+// then execs, and the other threads do not matter.
 func switchUser(u execUser, setgroupsOK bool) error {
 	if setgroupsOK {
 		groups := u.groups
@@ -153,11 +155,13 @@ func switchUser(u execUser, setgroupsOK bool) error {
 		for i, g := range groups {
 			gs[i] = uint32(g)
 		}
-		var p uintptr
+		var e syscall.Errno
 		if len(gs) > 0 {
-			p = uintptr(unsafePointer(&gs[0]))
+			_, _, e = unix.RawSyscall(unix.SYS_SETGROUPS, uintptr(len(gs)), uintptr(unsafe.Pointer(&gs[0])), 0)
+		} else {
+			_, _, e = unix.RawSyscall(unix.SYS_SETGROUPS, 0, 0, 0)
 		}
-		if _, _, e := unix.RawSyscall(unix.SYS_SETGROUPS, uintptr(len(gs)), p, 0); e != 0 {
+		if e != 0 {
 			return fmt.Errorf("setgroups %v: %w", groups, e)
 		}
 	}
@@ -268,7 +272,8 @@ func reaper(spec *Spec, path string, env []string, u execUser, keep uint64, last
 			return err
 		}
 	}
-	unix.Prctl(unix.PR_SET_NAME, uintptr(unsafePointer(&[]byte("strata-init\x00")[0])), 0, 0, 0)
+	name := []byte("strata-init\x00")
+	unix.Prctl(unix.PR_SET_NAME, uintptr(unsafe.Pointer(&name[0])), 0, 0, 0)
 	sigs := make(chan os.Signal, 32)
 	signal.Notify(sigs)
 	groups := make([]uint32, len(u.groups))
