@@ -70,7 +70,8 @@ func (u *unionFS) placeEntry(ctx context.Context, parent *node, name string, mod
 	// A new directory must hide a lower one of the same name that an
 	// earlier rmdir deleted. In a merged parent overlayfs marks every new
 	// directory opaque (it saves lookups below); the upper must match.
-	opaque := isDir && (wdev || wfile || parent.isMerged())
+	// (The kernel skips that optimisation with userxattr.)
+	opaque := isDir && (wdev || wfile || (parent.isMerged() && !u.opts.UserXattr))
 
 	tmp := u.tmpName()
 	if err := make(u.workFd, tmp); err != nil {
