@@ -1,6 +1,7 @@
 package tests
 
 import (
+	"archive/tar"
 	"encoding/json"
 	"encoding/pem"
 	"io"
@@ -531,5 +532,43 @@ func TestImagePullInterruptedAndConcurrent(t *testing.T) {
 	}
 	if out := e.ok("run", "--rm", ref, "cat", "/data/added"); out != "added\n" {
 		t.Errorf("run after concurrent pulls: %q", out)
+	}
+}
+
+// TestImageHostilePull: layers that try to write outside their directory
+// are refused end to end, naming the entry, and leave nothing behind.
+func TestImageHostilePull(t *testing.T) {
+	u := harness.User(t)
+	e := newRunEnv(t, u, false)
+	reg := newRegistry(t, false, nil)
+	victimDir := filepath.Join(e.dir, "victim")
+	os.Mkdir(victimDir, 0o777)
+	cases := []struct {
+		name  string
+		entry string
+		layer []tarEntry
+	}{
+		{"dotdot", "../../../../../../../../.." + victimDir + "/dotdot",
+			[]tarEntry{regular("../../../../../../../../.."+victimDir+"/dotdot", "x", 0o644)}},
+		{"symlink", "out/symlink",
+			[]tarEntry{{name: "out", typ: tar.TypeSymlink, link: victimDir}, regular("out/symlink", "x", 0o644)}},
+		{"hardlink", "hl",
+			[]tarEntry{{name: "hl", typ: tar.TypeLink, link: "../../../../../../../etc/passwd"}}},
+	}
+	for _, c := range cases {
+		ref := reg.push(t, "hostile/"+c.name+":v1", buildImage(t, [][]tarEntry{c.layer}, "amd64"), nil)
+		r := e.run("", "pull", "-q", "--tls-verify=false", ref)
+		if r.code == 0 || !strings.Contains(r.stderr, c.entry) {
+			t.Errorf("%s: pull exit %d, stderr %q; want a refusal naming %q", c.name, r.code, r.stderr, c.entry)
+		}
+	}
+	if ents, _ := os.ReadDir(victimDir); len(ents) != 0 {
+		t.Errorf("hostile layers wrote outside the store: %v", ents)
+	}
+	if l := layerDirs(t, e.store); len(l) != 0 {
+		t.Errorf("hostile pulls left layers: %v", l)
+	}
+	if out := e.ok("images", "-q"); strings.TrimSpace(out) != "" {
+		t.Errorf("hostile pulls left images: %q", out)
 	}
 }
