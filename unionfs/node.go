@@ -186,7 +186,11 @@ func (u *unionFS) newChild(ctx context.Context, parent *node, name string, r *re
 		child.index = indexKey
 		child.hasUpper = true
 	}
-	ch := parent.NewInode(ctx, child, fs.StableAttr{Mode: r.st.Mode & unix.S_IFMT, Ino: ino})
+	// The override may change the type (a device stored as an empty
+	// file), and the inode's type is fixed at creation: apply it first.
+	st := r.st
+	applyOverride(r.layer, r.relIn(parent, name), &st)
+	ch := parent.NewInode(ctx, child, fs.StableAttr{Mode: st.Mode & unix.S_IFMT, Ino: ino})
 	existing := ch.Operations().(*node)
 	if existing != child {
 		// go-fuse already knows this inode: another name of a hard link,
@@ -208,13 +212,10 @@ func (u *unionFS) newChild(ctx context.Context, parent *node, name string, r *re
 	existing.mu.Lock()
 	existing.lastParent, existing.lastName = parent, name
 	existing.mu.Unlock()
-	st := r.st
 	if existing.index != "" {
-		if existing.stat(&st) != 0 {
-			st = r.st
-		}
+		existing.stat(&st)
 	} else {
-		existing.fixStat(r.layer, r.relIn(parent, name), &st)
+		existing.fixIdentity(&st)
 	}
 	statToAttr(&st, &out.Attr)
 	u.setTimeouts(r.hasUpper, out)
