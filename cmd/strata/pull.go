@@ -42,6 +42,6 @@ store are not fetched again; everything fetched is checked by digest.`,
 	}
 	cmd.Flags().BoolVarP(&quiet, "quiet", "q", false, "no progress bars")
 	cmd.Flags().BoolVar(&tlsVerify, "tls-verify", true, "require HTTPS with a verified certificate")
-	cmd.Flags().StringVar(&o.Platform, "platform", "", "`OS/ARCH[/VARIANT]` to pick from a multi-arch image (default: this host's)")
+	cmd.Flags().StringVar(&o.Platform, "platform", "", "pull this `OS/ARCH[/VARIANT]` of a multi-arch image, e.g. linux/arm64 (default: this host's)")
 	rootCmd.AddCommand(cmd)
 }
