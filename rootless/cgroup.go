@@ -7,13 +7,31 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// Cgroups are the seam for resource limits. Delegation needs a pure
-// cgroup v2 host (systemd gives the user a delegated subtree); on a v1 or
-// hybrid host strata runs without limits and says so once per login
-// session (a marker in the runtime dir).
+// Cgroup is the seam for resource limits. Delegation needs a pure cgroup
+// v2 host (systemd gives the user a delegated subtree); on a v1 or hybrid
+// host strata runs without limits and says so once per login session (a
+// marker in the runtime dir).
 //
-// A future Cgroup implementation creates <delegated>/strata-<id>, writes
-// limits, and moves the child's pid into it before init starts.
+// A v2 implementation creates <delegated>/strata-<id>, writes the limits,
+// and in Join moves the child there: Join runs after the id maps are
+// written and before the child reads its spec, so init and the command
+// are born inside (and init's cgroup namespace is rooted there).
+type Cgroup interface {
+	Join(childPID int) error
+	// Close removes the cgroup once the container has exited.
+	Close() error
+}
+
+// CgroupFor returns the cgroup for a container. Today that is always
+// noCgroup, with a one-time warning on hosts without a unified hierarchy.
+func CgroupFor() (Cgroup, string) {
+	return noCgroup{}, cgroupWarning()
+}
+
+type noCgroup struct{}
+
+func (noCgroup) Join(int) error { return nil }
+func (noCgroup) Close() error   { return nil }
 
 func cgroupV2Unified() bool {
 	var st unix.Statfs_t

@@ -110,7 +110,9 @@ func Run(o Options) (int, error) {
 	if plan.warning != "" {
 		o.Warn(plan.warning)
 	}
-	if w := cgroupWarning(); w != "" {
+	// Created before the container so the warning comes with validation.
+	cg, w := CgroupFor()
+	if w != "" {
 		o.Warn(w)
 	}
 	wd := o.WorkingDir
@@ -168,7 +170,7 @@ func Run(o Options) (int, error) {
 		spec.Env = append(spec.Env, "TERM=xterm")
 	}
 
-	code, started, err := supervise(o, plan, spec, net)
+	code, started, err := supervise(o, plan, spec, net, cg)
 	if err != nil || !started {
 		cleanup()
 		if err == nil {
@@ -312,7 +314,7 @@ var forwarded = []os.Signal{syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP, sys
 
 // supervise starts the child, relays terminal I/O and signals, and waits.
 // started is false when setup failed before the command ran.
-func supervise(o Options, plan idPlan, spec *Spec, net Network) (code int, started bool, err error) {
+func supervise(o Options, plan idPlan, spec *Spec, net Network, cg Cgroup) (code int, started bool, err error) {
 	// Pdeathsig fires when the forking thread exits, not the process: keep
 	// this goroutine on one thread for good.
 	runtime.LockOSThread()
@@ -352,7 +354,13 @@ func supervise(o Options, plan idPlan, spec *Spec, net Network) (code int, start
 	if consoleChild != nil {
 		extra = append(extra, consoleChild)
 	}
-	cmd, err := startChild(plan, spec, spec.NetNS, stdio, extra...)
+	prepare := func(pid int) error {
+		if err := cg.Join(pid); err != nil {
+			return err
+		}
+		return net.Attach(pid)
+	}
+	cmd, err := startChild(plan, spec, spec.NetNS, stdio, prepare, extra...)
 	errW.Close()
 	if consoleChild != nil {
 		consoleChild.Close()
@@ -361,12 +369,8 @@ func supervise(o Options, plan idPlan, spec *Spec, net Network) (code int, start
 		errR.Close()
 		return 125, false, err
 	}
-	if err := net.Attach(cmd.Process.Pid); err != nil {
-		cmd.Process.Kill()
-		cmd.Wait()
-		return 125, false, err
-	}
 	defer net.Close()
+	defer cg.Close()
 
 	var ptmx *os.File
 	if consoleParent != nil {

@@ -158,8 +158,10 @@ func (p idPlan) writeMaps(pid int) error {
 // network namespace when netns) and maps ids. The child blocks reading its
 // spec, so it cannot run before the maps are in place.
 //
+// prepare (may be nil) runs once the child exists and its ids are mapped,
+// before it gets its spec: the place to join a cgroup or attach a network.
 // extra become fds 4 and up: the error pipe, then the console socket.
-func startChild(plan idPlan, spec *Spec, netns bool, stdio [3]*os.File, extra ...*os.File) (*exec.Cmd, error) {
+func startChild(plan idPlan, spec *Spec, netns bool, stdio [3]*os.File, prepare func(pid int) error, extra ...*os.File) (*exec.Cmd, error) {
 	specR, specW, err := os.Pipe()
 	if err != nil {
 		return nil, err
@@ -212,6 +214,14 @@ func startChild(plan idPlan, spec *Spec, netns bool, stdio [3]*os.File, extra ..
 			return nil, err
 		}
 	}
+	if prepare != nil {
+		if err := prepare(cmd.Process.Pid); err != nil {
+			specW.Close()
+			cmd.Process.Kill()
+			cmd.Wait()
+			return nil, err
+		}
+	}
 	if err := writeSpec(specW, spec); err != nil {
 		cmd.Process.Kill()
 		cmd.Wait()
@@ -243,7 +253,7 @@ func removeTree(dir string) error {
 	}
 	null, _ := os.Open(os.DevNull)
 	defer null.Close()
-	cmd, err := startChild(plan, &Spec{Mode: modeRemove, RemovePath: dir}, false, [3]*os.File{null, null, null}, errW)
+	cmd, err := startChild(plan, &Spec{Mode: modeRemove, RemovePath: dir}, false, [3]*os.File{null, null, null}, nil, errW)
 	errW.Close()
 	if err != nil {
 		errR.Close()
