@@ -5,6 +5,7 @@ import (
 
 	seccomp "github.com/elastic/go-seccomp-bpf"
 	"github.com/elastic/go-seccomp-bpf/arch"
+	"golang.org/x/sys/unix"
 )
 
 // The default filter follows the spirit of Docker's profile as a deny list:
@@ -36,6 +37,9 @@ var seccompGroups = []struct {
 	{"SYS_NICE", []string{"set_mempolicy", "mbind", "move_pages", "get_mempolicy"}},
 }
 
+const nsCloneFlags = unix.CLONE_NEWNS | unix.CLONE_NEWUTS | unix.CLONE_NEWIPC | unix.CLONE_NEWUSER |
+	unix.CLONE_NEWPID | unix.CLONE_NEWNET | unix.CLONE_NEWCGROUP | unix.CLONE_NEWTIME
+
 // seccompFilter builds the filter for a capability set. Names unknown to
 // this architecture's table are left out (x86-only calls on arm64, say).
 func seccompFilter(caps []string) (seccomp.Filter, error) {
@@ -56,11 +60,24 @@ func seccompFilter(caps []string) (seccomp.Filter, error) {
 			}
 		}
 	}
+	groups := []seccomp.SyscallGroup{{Names: denied, Action: seccomp.ActionErrno}}
+	if !hasCap(caps, "SYS_ADMIN") {
+		// As Docker: clone may not make namespaces (threads and plain
+		// forks pass), and clone3, whose flags sit in memory a filter
+		// cannot read, says ENOSYS so that libc falls back to clone.
+		groups = append(groups,
+			seccomp.SyscallGroup{
+				NamesWithCondtions: []seccomp.NameWithConditions{{Name: "clone", Conditions: seccomp.ArgumentConditions{
+					{Argument: 0, Operation: seccomp.BitsSet, Value: nsCloneFlags}}}},
+				Action: seccomp.ActionErrno,
+			},
+			seccomp.SyscallGroup{Names: []string{"clone3"}, Action: seccomp.ActionErrno | seccomp.Action(unix.ENOSYS)})
+	}
 	return seccomp.Filter{
 		NoNewPrivs: true,
 		Policy: seccomp.Policy{
 			DefaultAction: seccomp.ActionAllow,
-			Syscalls:      []seccomp.SyscallGroup{{Names: denied, Action: seccomp.ActionErrno}},
+			Syscalls:      groups,
 		},
 	}, nil
 }
