@@ -29,5 +29,18 @@
 // Specs cross each re-exec as JSON on fd 3; setup failures travel back to
 // the parent on fd 4 (close-on-exec, so a successful exec of the command
 // closes it with nothing written), which is how strata tells its own
-// failures (125, 126, 127) apart from the command's exit status.
+// failures (125, 126, 127) apart from the command's exit status. With -t,
+// fd 5 is a socket on which init sends the master of a pty it opened in
+// the container's own devpts.
+//
+// The id maps: newuidmap/newgidmap (setuid helpers honouring /etc/subuid)
+// write them from the parent after the child exists. By then the child
+// has exec'ed as an unmapped user, which would have cost it every
+// capability; the parent raises all of them as ambient capabilities before
+// that exec, so they survive it. Without subordinate ids (or as real root)
+// the parent writes the maps itself before the child runs.
+//
+// Layout on disk and at runtime: see state.go. Seams for later work: the
+// Network interface (user-mode networking from netns/) and the Cgroup
+// interface (cgroup v2 limits).
 package rootless
