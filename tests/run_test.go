@@ -406,10 +406,11 @@ func TestRunSignalsAndKill(t *testing.T) {
 
 // exchanger drives a process through its stdout (or a pty).
 type exchanger struct {
-	t   *testing.T
-	cmd *exec.Cmd
-	r   *bufio.Reader
-	buf strings.Builder
+	t       *testing.T
+	cmd     *exec.Cmd
+	r       *bufio.Reader
+	buf     strings.Builder
+	pending chan bool
 }
 
 func start(t *testing.T, cmd *exec.Cmd) *exchanger {
@@ -423,31 +424,47 @@ func start(t *testing.T, cmd *exec.Cmd) *exchanger {
 // expect reads until want appears, failing after 20 s.
 func (x *exchanger) expect(want string) {
 	x.t.Helper()
-	got := make(chan bool, 1)
-	go func() {
-		for {
-			b, err := x.r.ReadByte()
-			if err != nil {
-				got <- false
-				return
-			}
-			x.buf.WriteByte(b)
-			if strings.Contains(x.buf.String(), want) {
-				s := x.buf.String()
-				x.buf.Reset()
-				x.buf.WriteString(s[strings.Index(s, want)+len(want):])
-				got <- true
-				return
-			}
-		}
-	}()
+	x.expectWithin(want, 20*time.Second, true)
+}
+
+// expectWithin reads until want appears or d passes; a reader left behind
+// on timeout keeps consuming into buf, so call it again to go on waiting.
+func (x *exchanger) expectWithin(want string, d time.Duration, fatal bool) bool {
+	x.t.Helper()
+	if x.pending == nil {
+		x.pending = make(chan bool, 1)
+		go x.readUntil(want)
+	}
 	select {
-	case ok := <-got:
+	case ok := <-x.pending:
+		x.pending = nil
 		if !ok {
 			x.t.Fatalf("output ended before %q; got %q", want, x.buf.String())
 		}
-	case <-time.After(20 * time.Second):
-		x.t.Fatalf("timed out waiting for %q; got %q", want, x.buf.String())
+		return true
+	case <-time.After(d):
+		if fatal {
+			x.t.Fatalf("timed out waiting for %q; got %q", want, x.buf.String())
+		}
+		return false
+	}
+}
+
+func (x *exchanger) readUntil(want string) {
+	got := x.pending
+	for {
+		b, err := x.r.ReadByte()
+		if err != nil {
+			got <- false
+			return
+		}
+		x.buf.WriteByte(b)
+		if s := x.buf.String(); strings.Contains(s, want) {
+			x.buf.Reset()
+			x.buf.WriteString(s[strings.Index(s, want)+len(want):])
+			got <- true
+			return
+		}
 	}
 }
 
@@ -467,9 +484,14 @@ func TestRunTTY(t *testing.T) {
 	x.expect("/dev/pts/")
 	x.expect("xterm")
 	pty.Setsize(ptmx, &pty.Winsize{Rows: 40, Cols: 100})
-	time.Sleep(200 * time.Millisecond) // SIGWINCH is asynchronous
-	io.WriteString(ptmx, "stty size\r")
-	x.expect("40 100")
+	// SIGWINCH travels to strata, which resizes the container's pty: ask
+	// until the new size shows, rather than guess how long that takes.
+	for i := 0; ; i++ {
+		io.WriteString(ptmx, "stty size\r")
+		if x.expectWithin("40 100", time.Second, i == 20) {
+			break
+		}
+	}
 	io.WriteString(ptmx, "exit 5\r")
 	done := make(chan error, 1)
 	go func() { io.Copy(io.Discard, ptmx); done <- cmd.Wait() }()
