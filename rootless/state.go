@@ -275,6 +275,13 @@ func CleanStale(root string) error {
 			continue
 		}
 		rdir := filepath.Join(run, e.Name())
+		if _, err := os.Stat(filepath.Join(rdir, "lock")); err != nil {
+			// create() makes the dir and then its lock: a young dir without
+			// one is being born, not dead.
+			if fi, err := os.Stat(rdir); err == nil && time.Since(fi.ModTime()) < time.Minute {
+				continue
+			}
+		}
 		l, err := lockRuntime(rdir)
 		if err != nil {
 			continue // running, or not ours to judge
