@@ -243,6 +243,11 @@ func removeTree(dir string) error {
 		}
 		return nil
 	}
+	// A container that never ran holds only the user's own files; try the
+	// plain way first, so a broken newuidmap cannot strand it.
+	if os.RemoveAll(dir) == nil {
+		return nil
+	}
 	plan, err := planIDs(false)
 	if err != nil {
 		return err
