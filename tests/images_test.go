@@ -336,10 +336,6 @@ func TestImageOwnershipInContainer(t *testing.T) {
 // TestImageDeviceNodes: device entries of a layer, unpacked by an ordinary
 // user as empty files carrying "0:0:0666:char-1-3" in
 // user.containers.override_stat, show as devices in a container.
-//
-// Known to fail until the union fs gives a looked-up inode the type from
-// override_stat (unionfs/node.go creates the inode from the raw on-disk
-// type, so the kernel keeps S_IFREG although getattr says S_IFCHR).
 func TestImageDeviceNodes(t *testing.T) {
 	u := harness.User(t)
 	e := newRunEnv(t, u, false)
