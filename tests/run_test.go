@@ -128,6 +128,11 @@ func TestRunExitCodes(t *testing.T) {
 	if r := e.run("", "run", "--rm", "--init", "--rootfs", e.rootfs, "--", "sh", "-c", "echo $$; exit 7"); r.code != 7 || strings.TrimSpace(r.stdout) == "1" {
 		t.Errorf("--init: exit %d stdout %q, want 7 and a pid other than 1", r.code, r.stdout)
 	}
+	// Orphans are reparented to PID 1, which with --init reaps them.
+	out := e.ok("run", "--rm", "--init", "--rootfs", e.rootfs, "--", "sh", "-c", "(sleep 0.2 &); sleep 1; ps -o stat,comm")
+	if strings.Contains(out, "Z ") || !strings.Contains(out, "strata-init") {
+		t.Errorf("--init should reap orphans:\n%s", out)
+	}
 	if e.containers() != nil {
 		t.Errorf("containers left: %v", e.containers())
 	}
