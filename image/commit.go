@@ -22,7 +22,8 @@ import (
 var InitFiles = []string{"etc/hosts", "etc/resolv.conf", "etc/hostname"}
 
 // ContainerImage reads the image a container runs from
-// <containerDir>/image (first non-empty line: name or ID).
+// <containerDir>/image: the first line that names an image in the store
+// (a name, or the ID rmi -f adds when it takes the names away).
 func (s *Store) ContainerImage(containerDir string) (*Image, error) {
 	p := filepath.Join(containerDir, "image")
 	f, err := os.Open(p)
@@ -31,14 +32,20 @@ func (s *Store) ContainerImage(containerDir string) (*Image, error) {
 	}
 	defer f.Close()
 	sc := bufio.NewScanner(f)
+	var firstErr error
 	for sc.Scan() {
 		if l := strings.TrimSpace(sc.Text()); l != "" {
 			img, err := s.Resolve(l)
-			if err != nil {
-				return nil, fmt.Errorf("container %s: %w", containerDir, err)
+			if err == nil {
+				return img, nil
 			}
-			return img, nil
+			if firstErr == nil {
+				firstErr = err
+			}
 		}
+	}
+	if firstErr != nil {
+		return nil, fmt.Errorf("container %s: %w", containerDir, firstErr)
 	}
 	return nil, fmt.Errorf("container %s: %s names no image", containerDir, p)
 }

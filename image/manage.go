@@ -35,8 +35,9 @@ type RemoveResult struct {
 }
 
 // Remove removes ref: given a name of an image that has other names, only
-// that name; otherwise the image. An image a container uses is kept unless
-// force. Layers stay until Prune.
+// that name; otherwise the image. An image a container uses is refused,
+// or with force loses its names but stays until the container is gone.
+// Layers stay until Prune.
 func (s *Store) Remove(ref string, force bool) (RemoveResult, error) {
 	var res RemoveResult
 	users, err := s.containerImageRefs()
@@ -61,13 +62,31 @@ func (s *Store) Remove(ref string, force bool) (RemoveResult, error) {
 			res.Untagged = []string{byName}
 			return nil
 		}
-		if !force {
-			for cid, refs := range users {
-				for _, u := range refs {
-					if ur, err := ix.find(u); err == nil && ur == r {
-						return fmt.Errorf("image %s is used by container %s: remove the container first, or force", ref, ShortID(cid))
+		for cid, refs := range users {
+			for _, u := range refs {
+				if ur, err := ix.find(u); err != nil || ur != r {
+					continue
+				}
+				if !force {
+					return fmt.Errorf("image %s is used by container %s: remove the container first, or force", ref, ShortID(cid))
+				}
+				// Forced: as Docker does, only the names go; the image
+				// stays, nameless, so its layers outlive prune while
+				// the container needs them. The containers that named it
+				// get its ID, which no tag can move.
+				for cid, refs := range users {
+					for _, u := range refs {
+						if ur, err := ix.find(u); err == nil && ur == r {
+							if err := appendLine(filepath.Join(s.root, "containers", cid, "image"), r.ID); err != nil {
+								return err
+							}
+							break
+						}
 					}
 				}
+				res.Untagged = append(res.Untagged, r.Names...)
+				r.Names = nil
+				return nil
 			}
 		}
 		res.Untagged = append(res.Untagged, r.Names...)
@@ -221,4 +240,19 @@ func (s *Store) Prune() (PruneResult, error) {
 		os.RemoveAll(filepath.Join(tmp, l.Name()))
 	}
 	return res, nil
+}
+
+func appendLine(path, line string) error {
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND, 0)
+	if err != nil {
+		return fmt.Errorf("update %s: %w", path, err)
+	}
+	_, err = f.WriteString(line + "\n")
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return fmt.Errorf("update %s: %w", path, err)
+	}
+	return nil
 }

@@ -422,6 +422,18 @@ func TestImageCommitRoundTrip(t *testing.T) {
 		t.Errorf("rmi of one of two names: %q", out)
 	}
 	e.ok("inspect", "committed:v1")
+
+	// rmi -f of the image c1 uses takes its names only; after prune c1
+	// can still be committed, as its layers stayed.
+	if out := e.ok("rmi", "-f", "strata/busybox"); !strings.Contains(out, "Untagged") || strings.Contains(out, "Deleted") {
+		t.Errorf("rmi -f of an image in use: %q", out)
+	}
+	e.ok("rmi", "committed:v1")
+	e.ok("prune")
+	e.ok("commit", "c1", "again")
+	if out := e.ok("run", "--rm", "again", "cat", "/added"); out != "added\n" {
+		t.Errorf("image committed after rmi -f and prune: %q", out)
+	}
 	e.ok("rm", "c1")
 }
 
