@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"encoding/json"
 	"fmt"
-	"io"
 	"os"
 	"os/user"
 	"path/filepath"
@@ -189,5 +188,3 @@ func subIDStart(file string, id int) (start, count int) {
 	}
 	return -1, 0
 }
-
-var _ = io.EOF
