@@ -251,7 +251,14 @@ func (s *Store) tarUpper(upper string) (string, error) {
 	cmd.Env = append(os.Environ(), EnvTarUpper+"=1")
 	if out, err := cmd.CombinedOutput(); err != nil {
 		os.Remove(f.Name())
-		return "", fmt.Errorf("tar the upper in a user namespace: %w: %s", err, strings.TrimSpace(string(out)))
+		// No namespace (old unshare, no newuidmap): read from the host,
+		// which works unless the container made files private to other ids.
+		nsErr := fmt.Errorf("tar the upper in a user namespace: %w: %s", err, strings.TrimSpace(string(out)))
+		p, err := s.tarDir(upper, opts)
+		if err != nil {
+			return "", fmt.Errorf("%w; from the host: %w", nsErr, err)
+		}
+		return p, nil
 	}
 	return f.Name(), nil
 }
