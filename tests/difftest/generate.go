@@ -75,7 +75,9 @@ func (g *Generator) Next(root string) Op {
 	case k < 71:
 		return Op{Kind: OpLink, Path: g.file(), Path2: g.target(0.85)}
 	case k < 76:
-		targets := []string{"d1/f1", "../topfile", "nowhere", "d1", g.existing(), "/etc/hostname"}
+		targets := []string{"d1/f1", "../topfile", "nowhere", "d1", g.existing(), "/nonexistent-strata-difftest/target"}
+		// An absolute target must lead nowhere: ops follow symlinks, and as
+		// root a target on the host would be written through.
 		return Op{Kind: OpSymlink, Path: g.target(0.9), Path2: targets[r.Intn(len(targets))]}
 	case k < 82:
 		return Op{Kind: OpChmod, Path: g.existing(), Mode: g.pickMode()}
