@@ -48,9 +48,12 @@ type Config struct {
 	Synthetic SyntheticSpec // for Tree == "synthetic"; zero fields: 10000 files, 1000 dirs
 	BigSize   int64         // the big file; default 1 GiB (quick 256 MiB)
 	Files1M   int           // size of the walk-1m tree; default 1,000,000
-	// BuildUnits is how many C files the build workload compiles; default 16.
+	// BuildUnits is how many C files the build workload compiles; default 8.
 	BuildUnits int
-	Command    string // recorded in the report
+	// AllVariants runs strata's feature-off variants on every workload,
+	// not only the read-path ones and copyup-small.
+	AllVariants bool
+	Command     string // recorded in the report
 	// Progress, when set, is told after every run.
 	Progress func(done, total int, what string)
 	// Log, when set, receives one-off notes (building a tree, ...).
@@ -314,6 +317,10 @@ func Run(cfg Config) (*Report, error) {
 					c.NotRun = "dropping caches needs root"
 				case w.Full1M && (b.Off != "" || b.On != ""):
 					c.NotRun = "walk-1m runs only on the default backends"
+				case w.Full1M && (b.Kind == "native" || b.Kind == "kernel"):
+					c.NotRun = "walk-1m measures the FUSE server's memory; in-kernel backends have none"
+				case (b.Off != "" || b.On != "") && !w.Variants && !cfg.AllVariants && len(cfg.Backends) == 0:
+					c.NotRun = "variants run on the read-path workloads and copyup-small only, to keep a full run under 40 min (--all-variants, or name them in --backends)"
 				}
 			}
 		}
@@ -390,10 +397,11 @@ func Run(cfg Config) (*Report, error) {
 	return rep, nil
 }
 
-// runsFor keeps the 1M-file walk, which is about memory, to two runs.
+// runsFor keeps the 1M-file walk, which is about memory and takes
+// minutes per run on FUSE, to one run.
 func runsFor(cfg Config, w *workload) int {
 	if w.Full1M {
-		return min(cfg.Runs, 2)
+		return 1
 	}
 	return cfg.Runs
 }

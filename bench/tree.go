@@ -34,7 +34,7 @@ type Tree struct {
 }
 
 const (
-	defaultBuildUnits = 16
+	defaultBuildUnits = 8
 	bigDir            = "bench-big"
 	buildDir          = "bench-build"
 )

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"strings"
+	"sync/atomic"
 
 	"github.com/spf13/cobra"
 	"github.com/strata-run/strata/bench"
@@ -27,6 +28,7 @@ var benchFlags struct {
 	bigMiB              int64
 	files1M             int
 	buildUnits          int
+	allVariants         bool
 }
 
 var benchCmd = &cobra.Command{
@@ -80,7 +82,8 @@ func init() {
 	f.IntVar(&benchFlags.synDirs, "synthetic-dirs", 0, "dirs in the synthetic tree (default files/10)")
 	f.Int64Var(&benchFlags.bigMiB, "big-mib", 0, "size of the big file in MiB (default 1024, --quick 256)")
 	f.IntVar(&benchFlags.files1M, "walk-files", 1000000, "files in the walk-1m tree")
-	f.IntVar(&benchFlags.buildUnits, "build-units", 16, "C files the build workload compiles")
+	f.IntVar(&benchFlags.buildUnits, "build-units", 8, "C files the build workload compiles")
+	f.BoolVar(&benchFlags.allVariants, "all-variants", false, "run strata's feature-off variants on every workload (by default: read-path workloads and copyup-small)")
 	rootCmd.AddCommand(benchCmd)
 	registerReexec(bench.WorkerEnv, benchWorker)
 }
@@ -95,7 +98,7 @@ func benchConfig(cmd *cobra.Command) (bench.Config, error) {
 		Backends: bf.backends, Workloads: bf.workloads, Runs: bf.runs, Tree: bf.tree, Quick: bf.quick,
 		User: bf.user, Strata: exe, CacheDir: bf.cacheDir, Scratch: bf.scratch, Seed: bf.seed,
 		Synthetic: bench.SyntheticSpec{Files: bf.synFiles, Dirs: bf.synDirs},
-		BigSize:   bf.bigMiB << 20, Files1M: bf.files1M, BuildUnits: bf.buildUnits,
+		BigSize:   bf.bigMiB << 20, Files1M: bf.files1M, BuildUnits: bf.buildUnits, AllVariants: bf.allVariants,
 		Command: "strata " + strings.Join(os.Args[1:], " "),
 	}
 	mode := bf.mode
@@ -127,13 +130,18 @@ func runBench(cfg bench.Config) error {
 	if term.IsTerminal(int(os.Stderr.Fd())) {
 		p = mpb.New(mpb.WithOutput(os.Stderr), mpb.WithWidth(40))
 		var bar *mpb.Bar
-		var what string
+		var what atomic.Pointer[string] // read by mpb's render goroutine
 		cfg.Progress = func(done, total int, w string) {
 			if bar == nil {
 				bar = p.AddBar(int64(total), mpb.PrependDecorators(decor.CountersNoUnit("%d/%d runs "), decor.Elapsed(decor.ET_STYLE_MMSS)),
-					mpb.AppendDecorators(decor.Any(func(decor.Statistics) string { return what })))
+					mpb.AppendDecorators(decor.Any(func(decor.Statistics) string {
+						if s := what.Load(); s != nil {
+							return " " + *s
+						}
+						return ""
+					})))
 			}
-			what = w
+			what.Store(&w)
 			bar.SetCurrent(int64(done))
 		}
 	}
