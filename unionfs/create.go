@@ -2,6 +2,7 @@ package unionfs
 
 import (
 	"context"
+	"strconv"
 	"syscall"
 
 	"github.com/hanwen/go-fuse/v2/fs"
@@ -220,7 +221,7 @@ func (n *node) Create(ctx context.Context, name string, flags, mode uint32, out 
 	// The new node joins the tree only when Create returns, so it has no
 	// path yet: open it by the parent's.
 	child := ch.Operations().(*node)
-	fh, fuseFlags, errno := child.openAt(n.u.upper.fd, join(n.upperRel(), name), flags&^(unix.O_CREAT|unix.O_EXCL))
+	fh, fuseFlags, errno := child.openAt(n.u.upper.fd, join(n.upperRel(), name), flags&^(unix.O_CREAT|unix.O_EXCL|unix.O_TRUNC))
 	if errno != 0 {
 		return nil, nil, 0, errno
 	}
@@ -234,9 +235,19 @@ func (n *node) Link(ctx context.Context, target fs.InodeEmbedder, name string, o
 		return nil, errno
 	}
 	_, srcFd, srcRel := t.backing()
+	linkFlags := 0
+	if t.tmpPath != "" {
+		linkFlags = unix.AT_SYMLINK_FOLLOW // through the /proc/self/fd link
+	}
 	errno := u.placeEntry(ctx, n, name, unix.S_IFREG, false, func(dirfd int, tmp string) error {
-		return unix.Linkat(srcFd, srcRel, dirfd, tmp, 0)
+		return unix.Linkat(srcFd, srcRel, dirfd, tmp, linkFlags)
 	})
+	if errno == 0 && t.tmpPath != "" {
+		// Named now: from here on it lives at its path like any file.
+		t.mu.Lock()
+		t.tmpPath = ""
+		t.mu.Unlock()
+	}
 	if errno == 0 && t.index != "" {
 		u.addLinks(t.index, 1)
 	}
@@ -244,4 +255,38 @@ func (n *node) Link(ctx context.Context, target fs.InodeEmbedder, name string, o
 		return nil, errno
 	}
 	return n.added(ctx, name, out)
+}
+
+var _ fs.NodeTmpfiler = (*node)(nil)
+
+// Tmpfile opens an unnamed file in the upper directory. It gets a name only
+// if the caller links it through /proc/self/fd, which arrives as Link.
+func (n *node) Tmpfile(ctx context.Context, flags, mode uint32, out *fuse.EntryOut) (*fs.Inode, fs.FileHandle, uint32, syscall.Errno) {
+	u := n.u
+	if errno := u.copyUp(n); errno != 0 {
+		return nil, nil, 0, errno
+	}
+	fd, err := unix.Openat(u.upper.fd, n.upperRel(), int(flags)|unix.O_TMPFILE|unix.O_CLOEXEC, mode&07777)
+	if err != nil {
+		return nil, nil, 0, errnoOf(err)
+	}
+	uid, gid, _ := u.owner(ctx, n)
+	if u.realOwners {
+		unix.Fchown(fd, int(uid), int(gid))
+	}
+	// A second descriptor keeps the inode reachable for Link and Getattr
+	// after the caller's handle is gone.
+	keep, err := unix.Dup(fd)
+	if err != nil {
+		unix.Close(fd)
+		return nil, nil, 0, errnoOf(err)
+	}
+	var st unix.Stat_t
+	unix.Fstat(fd, &st)
+	child := &node{u: u, lower: -1, hasUpper: true, tmpPath: "/proc/self/fd/" + strconv.Itoa(keep)}
+	ch := n.NewInode(ctx, child, fs.StableAttr{Mode: unix.S_IFREG, Ino: u.ino(u.upper, st.Ino)})
+	child.fixIdentity(&st)
+	statToAttr(&st, &out.Attr)
+	lf := fs.NewLoopbackFile(fd).(*fs.LoopbackFile)
+	return ch, &file{loopbackOps: lf, fd: fd, n: child}, 0, 0
 }

@@ -62,7 +62,8 @@ func exists(fd int, rel string) bool {
 // variants); layers are held open, so /proc/self/fd pins the layer itself.
 func xattrPath(l *layer, rel string) string {
 	if rel == "" || rel == "." {
-		return "/proc/self/fd/" + strconv.Itoa(l.fd)
+		// "/." makes the l* calls go through the magic link, not at it.
+		return "/proc/self/fd/" + strconv.Itoa(l.fd) + "/."
 	}
 	return "/proc/self/fd/" + strconv.Itoa(l.fd) + "/" + rel
 }
@@ -270,7 +271,12 @@ func applyOverride(l *layer, rel string, st *unix.Stat_t) {
 	if !l.override {
 		return
 	}
-	v, ok := getxattrString(xattrPath(l, rel), overrideXattr)
+	applyOverridePath(xattrPath(l, rel), st)
+}
+
+// applyOverridePath rewrites st from the override xattr of path, if any.
+func applyOverridePath(path string, st *unix.Stat_t) {
+	v, ok := getxattrString(path, overrideXattr)
 	if !ok {
 		return
 	}

@@ -32,6 +32,8 @@ type node struct {
 	// is the name a copy-up of a hard-linked file links into the upper.
 	lastParent *node
 	lastName   string
+	// tmpPath reaches an O_TMPFILE file that has no name yet.
+	tmpPath string
 }
 
 var (
@@ -78,9 +80,11 @@ func (n *node) upperRel() string {
 // attributes at this moment.
 func (n *node) backing() (*layer, int, string) {
 	n.mu.Lock()
-	index, hasUpper, lower, lpath := n.index, n.hasUpper, n.lower, n.lowerRel()
+	index, hasUpper, lower, lpath, tmp := n.index, n.hasUpper, n.lower, n.lowerRel(), n.tmpPath
 	n.mu.Unlock()
 	switch {
+	case tmp != "":
+		return n.u.upper, unix.AT_FDCWD, tmp
 	case index != "":
 		return n.u.upper, n.u.idxFd, index
 	case hasUpper:
@@ -131,14 +135,8 @@ func (n *node) fixIdentity(st *unix.Stat_t) {
 }
 
 func applyOverrideAt(u *unionFS, path string, st *unix.Stat_t) {
-	if !u.upper.override {
-		return
-	}
-	if v, ok := getxattrString(path, overrideXattr); ok {
-		if o, ok := parseOverride(v); ok {
-			st.Uid, st.Gid = o.uid, o.gid
-			st.Mode = st.Mode&unix.S_IFMT | o.mode&07777
-		}
+	if u.upper.override {
+		applyOverridePath(path, st)
 	}
 }
 

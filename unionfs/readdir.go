@@ -2,6 +2,7 @@ package unionfs
 
 import (
 	"context"
+	"strconv"
 	"strings"
 	"syscall"
 	"unsafe"
@@ -19,9 +20,14 @@ type dirHandle struct {
 	entries []fuse.DirEntry
 	pos     int
 	n       *node
+	// fd of the directory's top part, so fstat works after the directory
+	// is removed or replaced by a rename.
+	fd int
 }
 
 var (
+	_ fs.FileGetattrer    = (*dirHandle)(nil)
+	_ fs.FileReleasedirer = (*dirHandle)(nil)
 	_ fs.FileReaddirenter = (*dirHandle)(nil)
 	_ fs.FileSeekdirer    = (*dirHandle)(nil)
 	_ fs.FileFsyncdirer   = (*dirHandle)(nil)
@@ -35,6 +41,24 @@ func (d *dirHandle) Readdirent(ctx context.Context) (*fuse.DirEntry, syscall.Err
 	d.pos++
 	e.Off = uint64(d.pos)
 	return e, 0
+}
+
+func (d *dirHandle) Getattr(ctx context.Context, out *fuse.AttrOut) syscall.Errno {
+	var st unix.Stat_t
+	if err := unix.Fstat(d.fd, &st); err != nil {
+		return errnoOf(err)
+	}
+	if l, _, _ := d.n.backing(); l.override {
+		applyOverridePath("/proc/self/fd/"+strconv.Itoa(d.fd)+"/.", &st)
+	}
+	d.n.fixIdentity(&st)
+	statToAttr(&st, &out.Attr)
+	d.n.setAttrTimeout(out)
+	return 0
+}
+
+func (d *dirHandle) Releasedir(ctx context.Context, flags uint32) {
+	unix.Close(d.fd)
 }
 
 func (d *dirHandle) Seekdir(ctx context.Context, off uint64) syscall.Errno {
@@ -71,7 +95,12 @@ func (n *node) OpendirHandle(ctx context.Context, flags uint32) (fs.FileHandle, 
 		// drops its cached listing itself.
 		fuseFlags |= fuse.FOPEN_CACHE_DIR | fuse.FOPEN_KEEP_CACHE
 	}
-	return &dirHandle{entries: entries, n: n}, fuseFlags, 0
+	_, dirfd, rel := n.backing()
+	fd, err := unix.Openat(dirfd, dirOf(rel), unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, 0, errnoOf(err)
+	}
+	return &dirHandle{entries: entries, n: n, fd: fd}, fuseFlags, 0
 }
 
 // rawDirent is one entry read by getdents64.
