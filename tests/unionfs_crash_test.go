@@ -1,10 +1,12 @@
 package tests
 
 import (
+	"context"
 	"crypto/sha256"
 	"encoding"
 	"encoding/hex"
 	"errors"
+	"fmt"
 	"hash"
 	"io"
 	"os"
@@ -13,7 +15,6 @@ import (
 	"sort"
 	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -73,37 +74,121 @@ func ufSumFile(path string) (string, int64, error) {
 	return hex.EncodeToString(h.Sum(nil)), n, err
 }
 
-// ufStartStrata runs `strata mount -f` in the background and waits for the
-// mount; the caller owns the process.
-func ufStartStrata(t *testing.T, argv []string, st difftest.Stack) *exec.Cmd {
+// ufServer is a FUSE server started in the background by a mount command
+// that returns once the mount serves (as `strata mount` does without -f).
+type ufServer struct {
+	pid int
+	dev uint64 // st_dev of the mount: its /sys/fs/fuse/connections entry
+}
+
+// ufStartServer runs argv, which must return once the mount at st.Mnt
+// serves, and finds the server behind it: the process holding /dev/fuse
+// whose command line names the mountpoint. Cleanup unmounts and makes sure
+// the server is gone.
+func ufStartServer(t *testing.T, argv []string, st difftest.Stack) *ufServer {
 	t.Helper()
-	cmd := exec.Command(argv[0], argv[1:]...)
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	var out strings.Builder
-	cmd.Stdout, cmd.Stderr = &out, &out
-	if err := cmd.Start(); err != nil {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if out, err := exec.CommandContext(ctx, argv[0], argv[1:]...).CombinedOutput(); err != nil {
+		t.Fatalf("%q: %v: %s", argv, err, out)
+	}
+	if !difftest.IsMounted(st.Mnt) {
+		t.Fatalf("%q returned but %s is not mounted", argv, st.Mnt)
+	}
+	var sst unix.Stat_t
+	if err := unix.Stat(st.Mnt, &sst); err != nil {
 		t.Fatal(err)
 	}
-	exited := make(chan struct{})
-	go func() { cmd.Wait(); close(exited) }()
+	srv := &ufServer{pid: ufFuseServerPID(st.Mnt), dev: sst.Dev}
+	if srv.pid == 0 {
+		t.Fatalf("no process holds /dev/fuse for %s", st.Mnt)
+	}
 	t.Cleanup(func() {
 		if difftest.IsMounted(st.Mnt) {
-			exec.Command("fusermount3", "-u", st.Mnt).Run()
+			if exec.Command("fusermount3", "-u", st.Mnt).Run() != nil {
+				unix.Unmount(st.Mnt, unix.MNT_DETACH)
+			}
 		}
-		if difftest.IsMounted(st.Mnt) {
-			unix.Unmount(st.Mnt, unix.MNT_DETACH)
-		}
-		select {
-		case <-exited:
-		case <-time.After(10 * time.Second):
-			cmd.Process.Kill()
-			<-exited
+		if !srv.waitGone(10 * time.Second) {
+			unix.Kill(srv.pid, unix.SIGKILL)
+			if !srv.waitGone(5 * time.Second) {
+				t.Errorf("server %d survives SIGKILL; aborting its FUSE connection", srv.pid)
+				srv.abort(t)
+			}
 		}
 	})
-	if err := difftest.WaitMounted(st.Mnt, exited, 15*time.Second); err != nil {
-		t.Fatalf("strata mount: %v: %s", err, out.String())
+	return srv
+}
+
+// ufFuseServerPID finds the process that holds /dev/fuse and names mnt as
+// the last word of its command line.
+func ufFuseServerPID(mnt string) int {
+	procs, _ := os.ReadDir("/proc")
+	for _, p := range procs {
+		pid, err := strconv.Atoi(p.Name())
+		if err != nil {
+			continue
+		}
+		cmdline, err := os.ReadFile("/proc/" + p.Name() + "/cmdline")
+		if err != nil || !strings.Contains(string(cmdline), mnt) {
+			continue
+		}
+		fds, _ := os.ReadDir("/proc/" + p.Name() + "/fd")
+		for _, fd := range fds {
+			if l, _ := os.Readlink("/proc/" + p.Name() + "/fd/" + fd.Name()); l == "/dev/fuse" {
+				return pid
+			}
+		}
 	}
-	return cmd
+	return 0
+}
+
+// waitGone polls until the process has exited (gone or a zombie).
+func (s *ufServer) waitGone(d time.Duration) bool {
+	deadline := time.Now().Add(d)
+	for {
+		stat, err := os.ReadFile("/proc/" + strconv.Itoa(s.pid) + "/stat")
+		if err != nil {
+			return true
+		}
+		if _, rest, ok := strings.Cut(string(stat), ") "); ok && strings.HasPrefix(rest, "Z") {
+			return true
+		}
+		if time.Now().After(deadline) {
+			return false
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// stuck describes where a server that does not die is blocked.
+func (s *ufServer) stuck() string {
+	var b strings.Builder
+	tasks, _ := os.ReadDir("/proc/" + strconv.Itoa(s.pid) + "/task")
+	for _, task := range tasks {
+		dir := "/proc/" + strconv.Itoa(s.pid) + "/task/" + task.Name()
+		wchan, _ := os.ReadFile(dir + "/wchan")
+		stack, _ := os.ReadFile(dir + "/stack")
+		fmt.Fprintf(&b, "thread %s in %s:\n%s", task.Name(), wchan, stack)
+	}
+	return b.String()
+}
+
+// abort ends the server's FUSE connection through fusectl (mounting it if
+// the host has not), the one way to free a server stuck in a request to
+// its own mount.
+func (s *ufServer) abort(t *testing.T) {
+	const conns = "/sys/fs/fuse/connections"
+	abort := fmt.Sprintf("%s/%d/abort", conns, unix.Minor(s.dev))
+	if _, err := os.Stat(abort); err != nil {
+		if err := unix.Mount("fusectl", conns, "fusectl", 0, ""); err == nil {
+			defer unix.Unmount(conns, 0)
+		}
+	}
+	if err := os.WriteFile(abort, []byte("1"), 0o200); err != nil {
+		t.Errorf("abort FUSE connection: %v", err)
+	}
+	s.waitGone(5 * time.Second)
 }
 
 // TestUnionfsCrashDuringCopyUp kills strata with SIGKILL while it copies a
@@ -114,12 +199,13 @@ func TestUnionfsCrashDuringCopyUp(t *testing.T) {
 	harness.RequireRoot(t)
 	bin := harness.Binary(t)
 	ufCrashDuringCopyUp(t, func(st difftest.Stack) []string {
-		return []string{bin, "mount", "-f", "-o", st.OverlayData(), st.Mnt}
+		return []string{bin, "mount", "-o", st.OverlayData(), st.Mnt}
 	})
 }
 
-// ufCrashDuringCopyUp runs the crash test with the foreground mount command
-// argv(st) gives.
+// ufCrashDuringCopyUp runs the crash test with the mount command argv(st)
+// gives, which must return once the mount serves and leave its server in
+// the background.
 func ufCrashDuringCopyUp(t *testing.T, argv func(difftest.Stack) []string) {
 	dir := ufScratchDir(t, "strata-crash-")
 	st := difftest.Stack{Lowers: []string{filepath.Join(dir, "lower")}, Upper: filepath.Join(dir, "upper"),
@@ -134,7 +220,7 @@ func ufCrashDuringCopyUp(t *testing.T, argv func(difftest.Stack) []string) {
 	}
 	oldSum, newSum := ufWriteBigLower(t, filepath.Join(st.Lowers[0], "big"), '!')
 
-	server := ufStartStrata(t, argv(st), st)
+	server := ufStartServer(t, argv(st), st)
 
 	// The append blocks in strata's copy-up; it fails once strata dies.
 	writeErr := make(chan error, 1)
@@ -150,16 +236,17 @@ func ufCrashDuringCopyUp(t *testing.T, argv func(difftest.Stack) []string) {
 	}()
 	// Kill while the copy is under way: when strata has a file in the work
 	// dir or upper open (found through /proc/PID/fd, which also shows an
-	// O_TMPFILE) that has some but not all of the data.
+	// O_TMPFILE) once data lands in it (the copy runs for a good part of a
+	// second on a 1 GiB file), or after 2 s if it stays empty.
 	seen := ""
 	firstSeen := time.Time{}
 	deadline := time.Now().Add(10 * time.Second)
 	for seen == "" && time.Now().Before(deadline) {
-		if p, size, ok := ufCopyTarget(server.Process.Pid, st); ok {
+		if p, size, ok := ufCopyTarget(server.pid, st); ok {
 			if firstSeen.IsZero() {
 				firstSeen = time.Now()
 			}
-			if size > 0 && size < ufCrashFileSize || time.Since(firstSeen) > 20*time.Millisecond {
+			if size > 0 || time.Since(firstSeen) > 2*time.Second {
 				seen = p + " at " + strconv.FormatInt(size, 10) + " bytes"
 			}
 		}
@@ -168,7 +255,13 @@ func ufCrashDuringCopyUp(t *testing.T, argv func(difftest.Stack) []string) {
 	if seen == "" {
 		t.Logf("never caught strata's copy-up target open; killing it anyway")
 	}
-	server.Process.Kill()
+	unix.Kill(server.pid, unix.SIGKILL)
+	if !server.waitGone(10 * time.Second) {
+		// A server that cannot die holds the mount hostage: report where
+		// it hangs, then free it so the test can go on.
+		t.Errorf("strata (pid %d) does not die from SIGKILL during copy-up:\n%s", server.pid, server.stuck())
+		server.abort(t)
+	}
 	select {
 	case err := <-writeErr:
 		t.Logf("killed strata during copy-up (%s); the append returned %v", seen, err)
@@ -183,7 +276,7 @@ func ufCrashDuringCopyUp(t *testing.T, argv func(difftest.Stack) []string) {
 		}
 	}
 
-	ufStartStrata(t, argv(st), st)
+	ufStartServer(t, argv(st), st)
 	names := ufListNames(t, st.Mnt)
 	if strings.Join(names, " ") != "big small" {
 		t.Errorf("merged view after the crash lists %q, want only big and small", names)
