@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"strings"
 
 	"golang.org/x/sys/unix"
 )
@@ -78,7 +79,15 @@ func (g *Generator) Next(root string) Op {
 		targets := []string{"d1/f1", "../topfile", "nowhere", "d1", g.existing(), "/nonexistent-strata-difftest/target"}
 		// An absolute target must lead nowhere: ops follow symlinks, and as
 		// root a target on the host would be written through.
-		return Op{Kind: OpSymlink, Path: g.target(0.9), Path2: targets[r.Intn(len(targets))]}
+		path, target := g.target(0.9), targets[r.Intn(len(targets))]
+		if !strings.Contains(path, "/") && strings.HasPrefix(target, "../") {
+			// ".." from the mount root would lead out of the mount. (A
+			// rename can still carry such a link to the root; then it
+			// reaches the stack's own scratch dir, one level up, never
+			// further.)
+			target = target[len("../"):]
+		}
+		return Op{Kind: OpSymlink, Path: path, Path2: target}
 	case k < 82:
 		return Op{Kind: OpChmod, Path: g.existing(), Mode: g.pickMode()}
 	case k < 87:

@@ -87,7 +87,7 @@ func (l Layout) entries() []entry {
 		{layer: 0, path: "topfile", kind: 'f', data: "top file\n", mode: 0o644},
 		{layer: 0, path: "topdir", kind: 'd', mode: 0o755},
 		{layer: 0, path: "topdir/a", kind: 'f', data: "a\n", mode: 0o644},
-		{layer: 0, path: "sym_rel", kind: 'l', target: "../topfile"},
+		{layer: 0, path: "topdir/sym_rel", kind: 'l', target: "../topfile"},
 	}
 	if l.HardLinks {
 		e = append(e,
