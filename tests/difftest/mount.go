@@ -99,9 +99,23 @@ func (m *kernelMount) Unmount() error {
 		return nil
 	}
 	m.done = true
-	if err := unix.Unmount(m.mnt, 0); err != nil {
-		unix.Unmount(m.mnt, unix.MNT_DETACH)
-		return fmt.Errorf("unmount %s: %w", m.mnt, err)
+	return unmount(m.mnt)
+}
+
+// unmount unmounts mnt, retrying a busy mount for a moment (the kernel may
+// still be dropping a just-closed file), and detaches it lazily if it stays
+// busy, so nothing is left behind either way.
+func unmount(mnt string) error {
+	var err error
+	for i := 0; i < 20; i++ {
+		if err = unix.Unmount(mnt, 0); err != unix.EBUSY {
+			break
+		}
+		time.Sleep(25 * time.Millisecond)
+	}
+	if err != nil {
+		unix.Unmount(mnt, unix.MNT_DETACH)
+		return fmt.Errorf("unmount %s: %w", mnt, err)
 	}
 	return nil
 }
@@ -160,10 +174,7 @@ func (m *strataMount) Unmount() error {
 	m.done = true
 	var err error
 	if IsMounted(m.mnt) {
-		if uerr := unix.Unmount(m.mnt, 0); uerr != nil {
-			err = fmt.Errorf("unmount %s: %w", m.mnt, uerr)
-			unix.Unmount(m.mnt, unix.MNT_DETACH)
-		}
+		err = unmount(m.mnt)
 	}
 	select {
 	case <-m.exited:
