@@ -54,6 +54,9 @@ type Config struct {
 	// not only the read-path ones and copyup-small.
 	AllVariants bool
 	Command     string // recorded in the report
+	// Stop, when closed, ends the benchmark after the current run; Run
+	// then returns what it has with an error.
+	Stop <-chan struct{}
 	// Progress, when set, is told after every run.
 	Progress func(done, total int, what string)
 	// Log, when set, receives one-off notes (building a tree, ...).
@@ -183,7 +186,7 @@ func (cfg *Config) selection() ([]BackendSpec, []*workload, error) {
 	var ws []*workload
 	if len(cfg.Workloads) == 0 {
 		for _, w := range workloads {
-			if (!cfg.Quick || w.Quick) && !(cfg.Quick && w.Full1M) {
+			if (!cfg.Quick || w.Quick) && !w.Full1M {
 				ws = append(ws, w)
 			}
 		}
@@ -320,7 +323,7 @@ func Run(cfg Config) (*Report, error) {
 				case w.Full1M && (b.Kind == "native" || b.Kind == "kernel"):
 					c.NotRun = "walk-1m measures the FUSE server's memory; in-kernel backends have none"
 				case (b.Off != "" || b.On != "") && !w.Variants && !cfg.AllVariants && len(cfg.Backends) == 0:
-					c.NotRun = "variants run on the read-path workloads and copyup-small only, to keep a full run under 40 min (--all-variants, or name them in --backends)"
+					c.NotRun = "variants run on the warm read-path workloads and copyup-small only, to keep a full run under 40 min (--all-variants, or name them in --backends)"
 				}
 			}
 		}
@@ -348,6 +351,15 @@ func Run(cfg Config) (*Report, error) {
 					c := cells[w.Name+"/"+m+"/"+b.Name]
 					if c.NotRun != "" {
 						continue
+					}
+					select {
+					case <-cfg.Stop:
+						for _, c := range rep.Cells {
+							summarize(c)
+						}
+						rep.Seconds = time.Since(start).Seconds()
+						return rep, fmt.Errorf("interrupted after %d of %d runs", done, total)
+					default:
 					}
 					what := fmt.Sprintf("%s %s %s run %d/%d", w.Name, m, b.Name, r+1, runsFor(cfg, w))
 					if why := backendBroken[m+"/"+b.Name]; why != "" {

@@ -103,7 +103,8 @@ func TestBenchTinyTree(t *testing.T) {
 	}
 
 	main := []string{"native", "kernel", "strata"}
-	rep2 := runBench(t, bin, cache, scratch, "--mode", "root", "--backends", strings.Join(main, ","))
+	rep2 := runBench(t, bin, cache, scratch, "--mode", "root", "--backends", strings.Join(main, ","),
+		"--workloads", strings.Join(bench.WorkloadNames(), ","))
 	checkReported(t, rep2, main, bench.WorkloadNames(), []string{"root"})
 
 	f, err := os.Open(filepath.Join(out, "chart.svg"))

@@ -3,8 +3,10 @@ package main
 import (
 	"fmt"
 	"os"
+	"os/signal"
 	"strings"
 	"sync/atomic"
+	"syscall"
 
 	"github.com/spf13/cobra"
 	"github.com/strata-run/strata/bench"
@@ -41,6 +43,7 @@ dir and to kernel overlayfs.
 
   strata bench --quick                 a few minutes; prints the table
   strata bench --out DIR               full run; DIR gets report.json, report.md, chart.svg
+  strata bench --workloads walk-1m     server memory across a walk of 1M files (only when named)
   strata bench --backends kernel,strata --workloads stat-warm,read-warm --runs 9
 
 Backends: ` + strings.Join(backendNames(), ", ") + `
@@ -145,24 +148,39 @@ func runBench(cfg bench.Config) error {
 			bar.SetCurrent(int64(done))
 		}
 	}
+	// A signal ends the benchmark after the current run, so its mounts
+	// are taken down and what ran so far is still written.
+	stop := make(chan struct{})
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
+	defer signal.Stop(sigs)
+	go func() {
+		<-sigs
+		fmt.Fprintln(os.Stderr, "strata bench: stopping after the current run")
+		close(stop)
+	}()
+	cfg.Stop = stop
 	rep, err := bench.Run(cfg)
 	if p != nil {
 		p.Shutdown()
 	}
-	if err != nil {
+	if rep == nil {
 		return err
 	}
-	if cfg.Command != "" && benchFlags.out != "" {
-		if err := rep.WriteDir(benchFlags.out); err != nil {
-			return err
+	if benchFlags.out != "" {
+		if werr := rep.WriteDir(benchFlags.out); werr != nil {
+			return werr
 		}
 		defer fmt.Fprintf(os.Stderr, "strata bench: wrote %s/report.json, report.md, chart.svg\n", benchFlags.out)
 	}
 	if benchFlags.json {
-		return rep.WriteJSON(os.Stdout)
+		if jerr := rep.WriteJSON(os.Stdout); jerr != nil {
+			return jerr
+		}
+	} else {
+		rep.WriteTable(os.Stdout)
 	}
-	rep.WriteTable(os.Stdout)
-	return nil
+	return err
 }
 
 // benchWorker is the rootless side of the benchmark: started by bench in a
