@@ -96,6 +96,7 @@ func (u *unionFS) copyUpAsLocked(n *node, parent *node, name string) syscall.Err
 		if err != nil && err != unix.EEXIST {
 			return errnoOf(err)
 		}
+		u.syncIndexNlink(index)
 		return 0
 	}
 	src := u.layers[n.lower]
@@ -135,10 +136,14 @@ func (u *unionFS) copyUpAsLocked(n *node, parent *node, name string) syscall.Err
 // index, and links the name being changed to it. Other names find the
 // index at lookup, so every name keeps showing one file.
 func (u *unionFS) copyUpHardlink(n *node, src *layer, srcRel string, st *unix.Stat_t, dstRel string) syscall.Errno {
-	key := u.indexKey(src, st.Ino)
+	key := u.indexKey(src, srcRel, st.Ino)
 	if u.indexed(key) == nil {
 		tmp := u.tmpName()
 		if errno := u.copyEntry(src, srcRel, st, u.workFd, tmp); errno != 0 {
+			return errno
+		}
+		if errno := u.markIndexCopy(tmp, key, int(st.Nlink)); errno != 0 {
+			unix.Unlinkat(u.workFd, tmp, 0)
 			return errno
 		}
 		if err := unix.Renameat(u.workFd, tmp, u.idxFd, key); err != nil {
@@ -156,6 +161,7 @@ func (u *unionFS) copyUpHardlink(n *node, src *layer, srcRel string, st *unix.St
 	if err := unix.Linkat(u.idxFd, key, u.upper.fd, dstRel, 0); err != nil && err != unix.EEXIST {
 		return err.(syscall.Errno)
 	}
+	u.syncIndexNlink(key)
 	n.mu.Lock()
 	n.index = key
 	n.hasUpper = true

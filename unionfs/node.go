@@ -5,6 +5,7 @@ import (
 	"strconv"
 	"sync"
 	"syscall"
+	"time"
 
 	"github.com/hanwen/go-fuse/v2/fs"
 	"github.com/hanwen/go-fuse/v2/fuse"
@@ -164,14 +165,12 @@ func (u *unionFS) newChild(ctx context.Context, parent *node, name string, r *re
 			}
 		}
 		if isReg && r.st.Nlink > 1 {
-			u.inoMu.Lock()
-			indexKey = u.indexByIno[r.st.Ino]
-			u.inoMu.Unlock()
+			indexKey = u.indexOfUpper(join(parent.upperRel(), name), r.st.Ino)
 		}
 	} else {
 		ino = u.ino(r.layer, r.st.Ino)
 		if isReg && r.st.Nlink > 1 && u.upper != nil {
-			if key := u.indexKey(r.layer, r.st.Ino); u.indexed(key) != nil {
+			if key := u.indexKey(r.layer, join(parent.lowerRel(), name), r.st.Ino); u.indexed(key) != nil {
 				indexKey = key
 			}
 		}
@@ -188,12 +187,21 @@ func (u *unionFS) newChild(ctx context.Context, parent *node, name string, r *re
 	// file), and the inode's type is fixed at creation: apply it first.
 	st := r.st
 	applyOverride(r.layer, r.relIn(parent, name), &st)
-	ch := parent.NewInode(ctx, child, fs.StableAttr{Mode: st.Mode & unix.S_IFMT, Ino: ino})
-	existing := ch.Operations().(*node)
+	// go-fuse merges inodes by number only after Lookup returns, keeping
+	// the node it already had; the state of the node we return must
+	// therefore go to that one. strata keeps its own registry of live
+	// nodes, so every name of a hard link meets the same node here.
+	u.nodesMu.Lock()
+	existing := u.nodes[ino]
+	if existing == nil || existing.Forgotten() || existing.StableAttr().Mode != st.Mode&unix.S_IFMT {
+		parent.NewInode(ctx, child, fs.StableAttr{Mode: st.Mode & unix.S_IFMT, Ino: ino})
+		u.nodes[ino] = child
+		existing = child
+	}
+	u.nodesMu.Unlock()
 	if existing != child {
-		// go-fuse already knows this inode: another name of a hard link,
-		// or a node the kernel still holds. Refresh what may have changed
-		// underneath it (copy-up through another name).
+		// Refresh what may have changed underneath it (a copy-up through
+		// another name, a directory's layers).
 		existing.mu.Lock()
 		if r.hasUpper && existing.index == "" {
 			existing.hasUpper = true
@@ -205,8 +213,12 @@ func (u *unionFS) newChild(ctx context.Context, parent *node, name string, r *re
 			existing.dirLowers, existing.opaque, existing.hasUpper = r.dirLowers, r.opaque, r.hasUpper
 			existing.lower, existing.lowerPath = r.lower, child.lowerPath
 		}
+		if existing.lower < 0 && r.lower >= 0 {
+			existing.lower, existing.lowerPath = r.lower, child.lowerPath
+		}
 		existing.mu.Unlock()
 	}
+	ch := &existing.Inode
 	existing.mu.Lock()
 	existing.lastParent, existing.lastName = parent, name
 	existing.mu.Unlock()
@@ -220,8 +232,8 @@ func (u *unionFS) newChild(ctx context.Context, parent *node, name string, r *re
 	if isReg && st.Nlink > 1 {
 		// Which name of a hard link a caller uses decides which name a
 		// copy-up links into the upper; only lookups tell, so the kernel
-		// must not cache these names.
-		out.SetEntryTimeout(0)
+		// must not cache these names. (0 would mean go-fuse's default.)
+		out.SetEntryTimeout(time.Nanosecond)
 	}
 	return ch
 }
@@ -242,8 +254,15 @@ func (u *unionFS) setTimeouts(upper bool, out *fuse.EntryOut) {
 	out.SetAttrTimeout(t)
 }
 
-func (u *unionFS) indexKey(l *layer, raw uint64) string {
-	return strconv.FormatUint(l.dev, 10) + "-" + strconv.FormatUint(raw, 10)
+var _ fs.NodeOnForgetter = (*node)(nil)
+
+// OnForget drops the node from the registry once the kernel forgot it.
+func (n *node) OnForget() {
+	n.u.nodesMu.Lock()
+	if ino := n.StableAttr().Ino; n.u.nodes[ino] == n {
+		delete(n.u.nodes, ino)
+	}
+	n.u.nodesMu.Unlock()
 }
 
 func (n *node) Getattr(ctx context.Context, f fs.FileHandle, out *fuse.AttrOut) syscall.Errno {

@@ -57,7 +57,11 @@ func (n *node) Rename(ctx context.Context, name string, newParent fs.InodeEmbedd
 	case !exchange && dstExists && !dstIsDir && srcIsDir:
 		return syscall.ENOTDIR
 	}
-	if !exchange && dstIsDir {
+	// A target directory only in the upper is checked by rename(2) itself;
+	// overlayfs leaves it to the upper filesystem too, after marking the
+	// source opaque (which the upper then shows even if rename fails).
+	dstPureUpper := dstIsDir && dst.hasUpper && (dst.opaque || len(dst.dirLowers) == 0)
+	if !exchange && dstIsDir && !dstPureUpper {
 		if errno := u.emptyInUnion(np, newName, &dst); errno != 0 {
 			return errno
 		}
@@ -96,13 +100,27 @@ func (n *node) Rename(ctx context.Context, name string, newParent fs.InodeEmbedd
 	surel, durel := n.upperRel(), np.upperRel()
 	srcRel, dstRel := join(surel, name), join(durel, newName)
 	if exchange {
+		// Each directory that lands in a merged parent is marked opaque,
+		// as overlayfs marks it.
+		if srcIsDir && !src.opaque && np.isMerged() {
+			if err := unix.Lsetxattr(xattrPath(u.upper, srcRel), u.opaqueXattr, []byte("y"), 0); err != nil {
+				return errnoOf(err)
+			}
+			srcNode.setOpaque()
+		}
+		if dstIsDir && !dst.opaque && n.isMerged() {
+			if err := unix.Lsetxattr(xattrPath(u.upper, dstRel), u.opaqueXattr, []byte("y"), 0); err != nil {
+				return errnoOf(err)
+			}
+			dstNode.setOpaque()
+		}
 		return errnoOf(unix.Renameat2(u.upper.fd, srcRel, u.upper.fd, dstRel, unix.RENAME_EXCHANGE))
 	}
 
 	// Clear the way: an upper directory at the target holds only
 	// whiteouts; move it aside and delete it once the rename is done.
 	var aside string
-	if dstIsDir && dst.hasUpper {
+	if dstIsDir && dst.hasUpper && !dstPureUpper {
 		aside = u.tmpName()
 		if err := unix.Renameat(u.upper.fd, dstRel, u.workFd, aside); err != nil {
 			return errnoOf(err)
@@ -161,9 +179,13 @@ func (n *node) Rename(ctx context.Context, name string, newParent fs.InodeEmbedd
 		u.addLinks(dstIndex, -1)
 	}
 	if madeOpaque {
-		srcNode.mu.Lock()
-		srcNode.opaque = true
-		srcNode.mu.Unlock()
+		srcNode.setOpaque()
 	}
 	return 0
+}
+
+func (n *node) setOpaque() {
+	n.mu.Lock()
+	n.opaque = true
+	n.mu.Unlock()
 }

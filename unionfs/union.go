@@ -39,7 +39,7 @@ type unionFS struct {
 	layers []*layer // upper first when there is one, then lowers top first
 	upper  *layer   // nil when read-only
 	workFd int      // WORK/work: temporaries, renamed into place
-	idxFd  int      // WORK/strata-index: hard-linked copy-ups
+	idxFd  int      // the index of hard-linked copy-ups (see index.go)
 
 	xattrPrefix string // "trusted.overlay." or "user.overlay."
 	opaqueXattr string
@@ -56,20 +56,26 @@ type unionFS struct {
 	// forgets and looks it up again.
 	inoMu    sync.Mutex
 	copiedUp map[uint64]uint64
-	// index holds the hard-linked lower files copied up so far, by
-	// "dev-ino" of the lower file; indexByIno finds them from an upper
-	// name linked to the copy.
+	// index caches entries of the index dir, by name; indexByIno finds
+	// them from an upper name linked to the copy.
 	index      map[string]*indexEntry
 	indexByIno map[uint64]string
+	// kernelIndex: the index is overlayfs's own (WORK/index, names and
+	// xattrs as the kernel writes them with index=on).
+	kernelIndex bool
 
 	root *node
+
+	// nodes: the live node of each inode number (see newChild).
+	nodesMu sync.Mutex
+	nodes   map[uint64]*node
 }
 
 const overrideXattr = "user.containers.override_stat"
 
 func newUnionFS(opts Options) (*unionFS, error) {
 	u := &unionFS{opts: opts, log: opts.Logger, workFd: -1, idxFd: -1,
-		copiedUp: map[uint64]uint64{}, index: map[string]*indexEntry{}, indexByIno: map[uint64]string{}}
+		copiedUp: map[uint64]uint64{}, nodes: map[uint64]*node{}, index: map[string]*indexEntry{}, indexByIno: map[uint64]string{}}
 	// The server creates files for callers: modes must arrive unmasked.
 	syscall.Umask(0)
 	if opts.Upper != "" {
@@ -138,10 +144,8 @@ func (u *unionFS) probe() error {
 		return nil
 	}
 	work := u.opts.Work
-	for _, d := range []string{"work", "strata-index"} {
-		if err := os.Mkdir(filepath.Join(work, d), 0o700); err != nil && !errors.Is(err, os.ErrExist) {
-			return fmt.Errorf("workdir %s: %w", work, err)
-		}
+	if err := os.Mkdir(filepath.Join(work, "work"), 0o700); err != nil && !errors.Is(err, os.ErrExist) {
+		return fmt.Errorf("workdir %s: %w", work, err)
 	}
 	// Leftovers of an interrupted copy-up are never visible; clear them.
 	if ents, err := os.ReadDir(filepath.Join(work, "work")); err == nil {
@@ -153,20 +157,6 @@ func (u *unionFS) probe() error {
 	if u.workFd, err = unix.Open(filepath.Join(work, "work"), unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0); err != nil {
 		return fmt.Errorf("workdir %s: %w", work, err)
 	}
-	if u.idxFd, err = unix.Open(filepath.Join(work, "strata-index"), unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0); err != nil {
-		return fmt.Errorf("workdir %s: %w", work, err)
-	}
-	if ents, err := os.ReadDir(filepath.Join(work, "strata-index")); err == nil {
-		for _, e := range ents {
-			var st unix.Stat_t
-			if unix.Fstatat(u.idxFd, e.Name(), &st, unix.AT_SYMLINK_NOFOLLOW) == nil {
-				// The union count of an earlier mount is not kept; the
-				// upper names linked to the copy are the best guess.
-				u.index[e.Name()] = &indexEntry{nlink: int(st.Nlink) - 1}
-				u.indexByIno[st.Ino] = e.Name()
-			}
-		}
-	}
 	probe := filepath.Join(work, "work", "probe")
 	if !u.opts.UserXattr {
 		os.WriteFile(probe, nil, 0o600)
@@ -177,6 +167,9 @@ func (u *unionFS) probe() error {
 		os.Remove(probe)
 	}
 	u.opaqueXattr = u.xattrPrefix + "opaque"
+	if err := u.openIndex(); err != nil {
+		return err
+	}
 	u.charWhiteouts = unix.Mknod(probe, unix.S_IFCHR, 0) == nil
 	os.Remove(probe)
 	switch u.opts.Ownership {
@@ -238,29 +231,6 @@ func (u *unionFS) ino(l *layer, raw uint64) uint64 {
 		}
 	}
 	return raw | l.inoTag
-}
-
-// indexEntry is one hard-linked file copied up into WORK/strata-index.
-type indexEntry struct {
-	// nlink counts the file's names in the union, as overlayfs's
-	// "overlay.nlink" does: neither the upper count (which includes the
-	// index link) nor the lower count (which misses new links) is right.
-	nlink int
-}
-
-func (u *unionFS) indexed(key string) *indexEntry {
-	u.inoMu.Lock()
-	defer u.inoMu.Unlock()
-	return u.index[key]
-}
-
-// addLinks changes the union link count of an indexed file.
-func (u *unionFS) addLinks(key string, delta int) {
-	u.inoMu.Lock()
-	if e := u.index[key]; e != nil {
-		e.nlink += delta
-	}
-	u.inoMu.Unlock()
 }
 
 func (u *unionFS) rememberOrigin(upperRaw, origin uint64) {

@@ -1,0 +1,192 @@
+package unionfs
+
+import (
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+
+	"golang.org/x/sys/unix"
+)
+
+// The index keeps hard links whole. A lower file with several names is
+// copied up once, into the index dir, and each name that changes is linked
+// to that copy; names not yet linked find the copy at lookup.
+//
+// With trusted xattrs and all layers on the upper's filesystem, strata
+// writes overlayfs's own index (index=on): WORK/index/<hex file handle of
+// the lower origin>, with "trusted.overlay.origin" (the handle) and
+// "trusted.overlay.nlink" ("U+n": the union's link count relative to the
+// upper inode's), so the kernel reads what strata wrote and the reverse.
+// Otherwise (userxattr, where overlayfs has no index, or layers on other
+// filesystems) it keeps a private WORK/strata-index keyed by "dev-ino".
+
+// indexEntry is one hard-linked file in the index.
+type indexEntry struct {
+	// nlink counts the file's names in the union, as overlayfs's
+	// "overlay.nlink" does: neither the upper count (which includes the
+	// index link) nor the lower count (which misses new links) is right.
+	nlink int
+}
+
+func (u *unionFS) openIndex() error {
+	u.kernelIndex = !u.opts.UserXattr
+	for _, l := range u.layers {
+		if l.dev != u.upper.dev {
+			u.kernelIndex = false
+		}
+	}
+	name := "strata-index"
+	if u.kernelIndex {
+		name = "index"
+	}
+	dir := filepath.Join(u.opts.Work, name)
+	if err := os.Mkdir(dir, 0o700); err != nil && !errors.Is(err, os.ErrExist) {
+		return fmt.Errorf("workdir %s: %w", u.opts.Work, err)
+	}
+	fd, err := unix.Open(dir, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return fmt.Errorf("workdir %s: %w", u.opts.Work, err)
+	}
+	u.idxFd = fd
+	return nil
+}
+
+// originHandle is overlayfs's "struct ovl_fb" for a lower entry: version 0,
+// magic 0xfb, length, flags (0: little-endian, lower), handle type, the
+// filesystem uuid (null when layers share the upper's filesystem) and the
+// file handle itself.
+func originHandle(l *layer, rel string) ([]byte, bool) {
+	h, _, err := unix.NameToHandleAt(l.fd, rel, 0)
+	if err != nil {
+		return nil, false
+	}
+	fid := h.Bytes()
+	fb := make([]byte, 0, 21+len(fid))
+	fb = append(fb, 0, 0xfb, byte(21+len(fid)), 0, byte(h.Type()))
+	fb = append(fb, make([]byte, 16)...)
+	return append(fb, fid...), true
+}
+
+// indexKey names the index entry of lower file rel in l.
+func (u *unionFS) indexKey(l *layer, rel string, raw uint64) string {
+	if u.kernelIndex {
+		if fb, ok := originHandle(l, rel); ok {
+			return hex.EncodeToString(fb)
+		}
+	}
+	return strconv.FormatUint(l.dev, 10) + "-" + strconv.FormatUint(raw, 10)
+}
+
+// indexed returns the index entry key, reading it from disk the first time
+// (an earlier mount, strata's or the kernel's, may have made it).
+func (u *unionFS) indexed(key string) *indexEntry {
+	u.inoMu.Lock()
+	e := u.index[key]
+	u.inoMu.Unlock()
+	if e != nil || u.idxFd < 0 {
+		return e
+	}
+	var st unix.Stat_t
+	if unix.Fstatat(u.idxFd, key, &st, unix.AT_SYMLINK_NOFOLLOW) != nil {
+		return nil
+	}
+	e = &indexEntry{nlink: u.readNlink(key, &st)}
+	u.inoMu.Lock()
+	if old := u.index[key]; old != nil {
+		e = old
+	} else {
+		u.index[key] = e
+		u.indexByIno[st.Ino] = key
+	}
+	u.inoMu.Unlock()
+	return e
+}
+
+// readNlink reads the union link count of an index entry.
+func (u *unionFS) readNlink(key string, st *unix.Stat_t) int {
+	if v, ok := getxattrString(u.workPath(u.idxFd, key), u.xattrPrefix+"nlink"); ok && len(v) >= 2 {
+		if d, err := strconv.Atoi(v[1:]); err == nil {
+			if v[0] == 'U' {
+				return int(st.Nlink) + d
+			}
+		}
+	}
+	return int(st.Nlink) - 1 // the index link itself
+}
+
+// indexOfUpper finds the index entry an upper file rel (inode raw) is a
+// name of, or "".
+func (u *unionFS) indexOfUpper(rel string, raw uint64) string {
+	u.inoMu.Lock()
+	key := u.indexByIno[raw]
+	u.inoMu.Unlock()
+	if key != "" || !u.kernelIndex {
+		return key
+	}
+	origin, ok := getxattrString(xattrPath(u.upper, rel), u.xattrPrefix+"origin")
+	if !ok {
+		return ""
+	}
+	key = hex.EncodeToString([]byte(origin))
+	var st unix.Stat_t
+	if unix.Fstatat(u.idxFd, key, &st, unix.AT_SYMLINK_NOFOLLOW) != nil || st.Ino != raw {
+		return ""
+	}
+	if u.indexed(key) == nil {
+		return ""
+	}
+	return key
+}
+
+// markIndexCopy labels a fresh copy (tmp in the work dir) as overlayfs
+// labels an index entry, before it is renamed into the index.
+func (u *unionFS) markIndexCopy(tmp, key string, nlink int) syscall.Errno {
+	if !u.kernelIndex || strings.Contains(key, "-") {
+		return 0
+	}
+	fb, err := hex.DecodeString(key)
+	if err != nil {
+		return 0
+	}
+	p := u.workPath(u.workFd, tmp)
+	if err := unix.Lsetxattr(p, u.xattrPrefix+"origin", fb, 0); err != nil {
+		return errnoOf(err)
+	}
+	// The copy alone has one link; the union has nlink names.
+	return errnoOf(unix.Lsetxattr(p, u.xattrPrefix+"nlink", []byte(fmt.Sprintf("U%+d", nlink-1)), 0))
+}
+
+// syncIndexNlink stores the union link count of key relative to the upper
+// inode's count, after a link or unlink changed either.
+func (u *unionFS) syncIndexNlink(key string) {
+	if !u.kernelIndex {
+		return
+	}
+	e := u.indexed(key)
+	if e == nil {
+		return
+	}
+	var st unix.Stat_t
+	if unix.Fstatat(u.idxFd, key, &st, unix.AT_SYMLINK_NOFOLLOW) != nil {
+		return
+	}
+	u.inoMu.Lock()
+	v := fmt.Sprintf("U%+d", e.nlink-int(st.Nlink))
+	u.inoMu.Unlock()
+	unix.Lsetxattr(u.workPath(u.idxFd, key), u.xattrPrefix+"nlink", []byte(v), 0)
+}
+
+// addLinks changes the union link count of an indexed file.
+func (u *unionFS) addLinks(key string, delta int) {
+	u.inoMu.Lock()
+	if e := u.index[key]; e != nil {
+		e.nlink += delta
+	}
+	u.inoMu.Unlock()
+	u.syncIndexNlink(key)
+}
