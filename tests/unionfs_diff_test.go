@@ -162,16 +162,32 @@ func TestUnionfsDiffRoot(t *testing.T) {
 // keeps it; comparing the two would only measure the kernel's limitation.
 // Ops still make hard links in the upper, where both keep them.
 func TestUnionfsDiffUserns(t *testing.T) {
-	runUsernsDiff(t, false)
+	ufRunUsernsDiff(t, false)
 }
 
 // TestUnionfsDiffUsernsKernelVsKernel validates the namespace plumbing
 // with the kernel on both sides.
 func TestUnionfsDiffUsernsKernelVsKernel(t *testing.T) {
-	runUsernsDiff(t, true)
+	ufRunUsernsDiff(t, true)
 }
 
-func runUsernsDiff(t *testing.T, kernelOnly bool) {
+func ufRunUsernsDiff(t *testing.T, kernelOnly bool) {
+	seeds := ufSeedList(8)
+	if kernelOnly {
+		seeds = seeds[:2]
+	}
+	ufRunSeeds(t, seeds, func(seed int64, shrink time.Duration) difftest.Result {
+		return ufRunUsernsJob(t, difftest.Job{
+			Seeds: []int64{seed}, Ops: ufEnvInt("STRATA_DIFFTEST_OPS", 500),
+			CompareEvery: 50, ShrinkTime: shrink, KernelOnly: kernelOnly,
+		})
+	})
+}
+
+// ufRunUsernsJob runs job in the test user's user namespace (see
+// difftest.MaybeChild) through a world-readable copy of this test binary,
+// and returns the last result it reports.
+func ufRunUsernsJob(t *testing.T, job difftest.Job) difftest.Result {
 	u := harness.User(t)
 	bin := harness.Binary(t)
 	if _, err := exec.LookPath("newuidmap"); err != nil {
@@ -193,38 +209,28 @@ func runUsernsDiff(t *testing.T, kernelOnly bool) {
 	if err := os.Chown(work, u.UID, u.GID); err != nil {
 		t.Fatal(err)
 	}
-	seeds := ufSeedList(8)
-	if kernelOnly {
-		seeds = seeds[:2]
+	job.Dir, job.Bin, job.IDs = work, bin, []int{0, 1000, 1001, 65534}
+	js, _ := json.Marshal(job)
+	cmd := u.Command(exe, "-test.run=^$")
+	cmd.Env = append(cmd.Env, difftest.StageEnv+"=outer", difftest.JobEnv+"="+string(js))
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	err = cmd.Run()
+	if s := strings.TrimSpace(stderr.String()); s != "" {
+		t.Logf("namespace child says:\n%s", s)
 	}
-	ufRunSeeds(t, seeds, func(seed int64, shrink time.Duration) difftest.Result {
-		job := difftest.Job{
-			Seeds: []int64{seed}, Ops: ufEnvInt("STRATA_DIFFTEST_OPS", 500), Dir: work, Bin: bin,
-			CompareEvery: 50, ShrinkTime: shrink, IDs: []int{0, 1000, 1001, 65534},
-			KernelOnly: kernelOnly,
+	if err != nil {
+		t.Fatalf("namespace child: %v", err)
+	}
+	var res difftest.Result
+	sc := bufio.NewScanner(&stdout)
+	sc.Buffer(make([]byte, 1<<20), 16<<20)
+	for sc.Scan() {
+		if err := json.Unmarshal(sc.Bytes(), &res); err != nil {
+			t.Fatalf("namespace child output %q: %v", sc.Text(), err)
 		}
-		js, _ := json.Marshal(job)
-		cmd := u.Command(exe, "-test.run=^$")
-		cmd.Env = append(cmd.Env, difftest.StageEnv+"=outer", difftest.JobEnv+"="+string(js))
-		var stdout, stderr bytes.Buffer
-		cmd.Stdout, cmd.Stderr = &stdout, &stderr
-		err := cmd.Run()
-		if s := strings.TrimSpace(stderr.String()); s != "" {
-			t.Logf("namespace child (seed %d) says:\n%s", seed, s)
-		}
-		if err != nil {
-			t.Fatalf("namespace child for seed %d: %v", seed, err)
-		}
-		var res difftest.Result
-		sc := bufio.NewScanner(&stdout)
-		sc.Buffer(make([]byte, 1<<20), 16<<20)
-		for sc.Scan() {
-			if err := json.Unmarshal(sc.Bytes(), &res); err != nil {
-				t.Fatalf("namespace child output %q: %v", sc.Text(), err)
-			}
-		}
-		return res
-	})
+	}
+	return res
 }
 
 func ufCopyFile(src, dst string, mode os.FileMode) error {
@@ -264,4 +270,33 @@ func TestUnionfsDiffDetects(t *testing.T) {
 		return
 	}
 	t.Fatal("no seed showed the index=off hard-link difference: the comparer is blind")
+}
+
+// TestUnionfsDiffReplay replays the op list in STRATA_DIFFTEST_REPLAY (the
+// JSON a failing seed prints) on kernel overlayfs and strata as root, and
+// fails if they disagree; STRATA_DIFFTEST_USERNS=1 replays it in a user
+// namespace instead. Without the variable it does nothing: it is the tool
+// for reproducing a reported failure.
+func TestUnionfsDiffReplay(t *testing.T) {
+	spec := os.Getenv("STRATA_DIFFTEST_REPLAY")
+	if spec == "" {
+		t.Log("set STRATA_DIFFTEST_REPLAY to a failing seed's op list to replay it")
+		return
+	}
+	var ops []difftest.Op
+	if err := json.Unmarshal([]byte(spec), &ops); err != nil {
+		t.Fatalf("STRATA_DIFFTEST_REPLAY: %v", err)
+	}
+	t.Logf("replaying:\n%s", difftest.FormatOps(ops))
+	if os.Getenv("STRATA_DIFFTEST_USERNS") == "1" {
+		if res := ufRunUsernsJob(t, difftest.Job{Replay: ops}); res.Failure != "" {
+			t.Errorf("kernel and strata disagree: %s", res.Failure)
+		}
+		return
+	}
+	harness.RequireRoot(t)
+	cfg := ufRootConfig(t, ufScratchDir(t, "strata-replay-"), difftest.Strata{Bin: harness.Binary(t)}, 0, 0)
+	if f := cfg.Replay(ops); f != "" {
+		t.Errorf("kernel and strata disagree: %s", f)
+	}
 }

@@ -1,6 +1,7 @@
 package difftest
 
 import (
+	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -64,6 +65,8 @@ func (r Result) Report() string {
 	if len(r.Repro) > 0 {
 		fmt.Fprintf(&b, "shortest reproduction (%d ops, %s):\n%s", len(r.Repro), r.ShrinkNote, FormatOps(r.Repro))
 		fmt.Fprintf(&b, "which shows: %s\n", r.ReproFailure)
+		js, _ := json.Marshal(r.Repro)
+		fmt.Fprintf(&b, "replay with: STRATA_DIFFTEST_REPLAY='%s'\n", js)
 	}
 	return b.String()
 }

@@ -29,6 +29,8 @@ type Job struct {
 	// KernelOnly replaces strata by a second kernel mount (validates the
 	// harness inside the namespace).
 	KernelOnly bool `json:"kernel_only"`
+	// Replay, when set, replays this op list instead of running seeds.
+	Replay []Op `json:"replay,omitempty"`
 }
 
 // StageEnv selects the re-exec stage; JobEnv carries the Job as JSON.
@@ -169,8 +171,8 @@ func runJob() int {
 		subject = Kernel{UserXattr: true}
 	}
 	enc := json.NewEncoder(os.Stdout)
-	for _, seed := range job.Seeds {
-		res := Run(Config{
+	cfg := func(seed int64) Config {
+		return Config{
 			Seed: seed, Ops: job.Ops, Dir: job.Dir, IDs: job.IDs,
 			Layout: Layout{UserXattr: true},
 			// see IgnoreMergedLinks: the kernel's st_ino of hard links
@@ -183,8 +185,17 @@ func runJob() int {
 			Logf: func(format string, args ...any) {
 				fmt.Fprintf(os.Stderr, format+"\n", args...)
 			},
-		})
-		if err := enc.Encode(res); err != nil {
+		}
+	}
+	if job.Replay != nil {
+		c := cfg(0)
+		if enc.Encode(Result{Failure: c.Replay(job.Replay), OpsRun: len(job.Replay)}) != nil {
+			return 3
+		}
+		return 0
+	}
+	for _, seed := range job.Seeds {
+		if err := enc.Encode(Run(cfg(seed))); err != nil {
 			return 3
 		}
 	}
