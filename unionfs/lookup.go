@@ -17,6 +17,7 @@ type resolved struct {
 	// lower is the topmost lower layer holding the name (-1: none) and
 	// dirLowers the lower layers a directory merges, top first.
 	lower     int
+	lowerIno  uint64 // st_ino of the entry in layer lower
 	dirLowers []int
 	// inLower: some lower shows this name (so deleting it needs a whiteout).
 	inLower bool
@@ -63,9 +64,9 @@ func exists(fd int, rel string) bool {
 func xattrPath(l *layer, rel string) string {
 	if rel == "" || rel == "." {
 		// "/." makes the l* calls go through the magic link, not at it.
-		return "/proc/self/fd/" + strconv.Itoa(l.fd) + "/."
+		return l.procPrefix + "."
 	}
-	return "/proc/self/fd/" + strconv.Itoa(l.fd) + "/" + rel
+	return l.procPrefix + rel
 }
 
 func getxattrString(path, name string) (string, bool) {
@@ -161,7 +162,7 @@ func (u *unionFS) resolve(parent *node, name string, full bool) (r resolved, err
 			found, r.st, r.layer, isDir = true, st, l, stDir
 		}
 		if r.lower < 0 {
-			r.lower = li
+			r.lower, r.lowerIno = li, st.Ino
 		}
 		if !stDir {
 			return r, 0

@@ -159,10 +159,7 @@ func (u *unionFS) newChild(ctx context.Context, parent *node, name string, r *re
 		ino = u.ino(u.upper, r.st.Ino)
 		if r.st.Mode&unix.S_IFMT == unix.S_IFDIR && !r.opaque && r.lower >= 0 {
 			// A copied-up directory keeps its lower origin's number.
-			var lst unix.Stat_t
-			if fstatat(u.layers[r.lower], join(parent.lowerRel(), name), &lst) == 0 {
-				ino = u.ino(u.layers[r.lower], lst.Ino)
-			}
+			ino = u.ino(u.layers[r.lower], r.lowerIno)
 		}
 		if isReg && r.st.Nlink > 1 {
 			indexKey = u.indexOfUpper(join(parent.upperRel(), name), r.st.Ino)

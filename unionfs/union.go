@@ -30,6 +30,9 @@ type layer struct {
 	// override: entries may carry user.containers.override_stat (decided
 	// once from the layer's root, as fuse-overlayfs does).
 	override bool
+	// procPrefix is "/proc/self/fd/FD/", made once: xattr calls on layer
+	// entries are on the lookup path.
+	procPrefix string
 }
 
 // unionFS is the state shared by every node of one mount.
@@ -112,7 +115,7 @@ func openLayer(path string, upper bool) (*layer, error) {
 		unix.Close(fd)
 		return nil, err
 	}
-	l := &layer{path: path, fd: fd, dev: st.Dev, upper: upper}
+	l := &layer{path: path, fd: fd, dev: st.Dev, upper: upper, procPrefix: "/proc/self/fd/" + strconv.Itoa(fd) + "/"}
 	if _, err := unix.Lgetxattr(path, overrideXattr, nil); err == nil {
 		l.override = true
 	}
