@@ -126,6 +126,19 @@ func (p *pair) unmount() string {
 	return msg
 }
 
+// vanished notes a mount that is no longer there: strata dying leaves its
+// mount in place (ENOTCONN), so a missing mount means something outside
+// the test unmounted it, and the failure is not the union's.
+func (p *pair) vanished() string {
+	var s string
+	for _, m := range []string{p.sa.Mnt, p.sb.Mnt} {
+		if !IsMounted(m) {
+			s += "\nNOTE: " + m + " is no longer mounted; something outside this test unmounted it"
+		}
+	}
+	return s
+}
+
 // subjectOutput is the tail of what the subject's server printed (a panic,
 // say), if it is a process.
 func (p *pair) subjectOutput() string {
@@ -254,6 +267,9 @@ func Run(c Config) Result {
 		}
 	}
 	res.OpsRun = len(ops)
+	if res.Failure != "" {
+		res.Failure += p.vanished()
+	}
 	if res.Failure == "" {
 		res.Failure = p.finish()
 	}
