@@ -2,6 +2,7 @@ package unionfs
 
 import (
 	"context"
+	"sync"
 	"syscall"
 
 	"github.com/hanwen/go-fuse/v2/fs"
@@ -57,6 +58,11 @@ func (f *file) Setattr(ctx context.Context, in *fuse.SetAttrIn, out *fuse.AttrOu
 	return f.n.Setattr(ctx, f, in, out)
 }
 
+// passthroughMinSize: smaller files are served from the page cache
+// (keep_cache); registering a backing file costs two more ioctls per open,
+// which only pays where reads are long.
+const passthroughMinSize = 1 << 20
+
 // passthroughFile lets the kernel do reads and writes on the backing fd
 // itself (FUSE passthrough, Linux 6.9+, real root only).
 type passthroughFile struct {
@@ -76,7 +82,14 @@ func (n *node) Open(ctx context.Context, flags uint32) (fs.FileHandle, uint32, s
 }
 
 func (n *node) openBacking(flags uint32) (fs.FileHandle, uint32, syscall.Errno) {
-	_, dirfd, rel := n.backing()
+	l, dirfd, rel := n.backing()
+	if flags&unix.O_ACCMODE == unix.O_RDONLY && !l.upper && n.u.opts.Speed.KeepCache {
+		if !n.u.opts.Speed.Passthrough || n.lowerSize < passthroughMinSize {
+			flags &^= unix.O_CREAT | unix.O_EXCL | unix.O_NOCTTY | unix.O_TRUNC
+			return &lazyFile{n: n, l: l, rel: rel, flags: flags},
+				fuse.FOPEN_KEEP_CACHE | fuse.FOPEN_NOFLUSH, 0
+		}
+	}
 	return n.openAt(dirfd, rel, flags)
 }
 
@@ -93,8 +106,108 @@ func (n *node) openAt(dirfd int, rel string, flags uint32) (fs.FileHandle, uint3
 		// Content changes only through this mount, which the kernel sees.
 		fuseFlags |= fuse.FOPEN_KEEP_CACHE
 	}
+	if flags&unix.O_ACCMODE == unix.O_RDONLY {
+		// Nothing to write back on close of a read-only open; each FLUSH
+		// would be a round trip for nothing.
+		fuseFlags |= fuse.FOPEN_NOFLUSH
+	}
 	if n.u.opts.Speed.Passthrough {
-		return &passthroughFile{file: f, pt: lf}, fuseFlags, 0
+		var st unix.Stat_t
+		if unix.Fstat(fd, &st) == nil && st.Size >= passthroughMinSize {
+			return &passthroughFile{file: f, pt: lf}, fuseFlags, 0
+		}
 	}
 	return f, fuseFlags, 0
 }
+
+// lazyFile is a read-only open of a lower file that touches the backing
+// file only when the kernel first needs it. Reads of cached pages
+// (keep_cache) never arrive here, so a warm open and close costs no
+// syscall at all. Safe because a lower entry never moves or changes while
+// mounted: the path remembered at open stays valid.
+type lazyFile struct {
+	n     *node
+	l     *layer
+	rel   string
+	flags uint32
+
+	once  sync.Once
+	f     *file
+	errno syscall.Errno
+}
+
+var (
+	_ fs.FileReader    = (*lazyFile)(nil)
+	_ fs.FileReleaser  = (*lazyFile)(nil)
+	_ fs.FileGetattrer = (*lazyFile)(nil)
+	_ fs.FileGetlker   = (*lazyFile)(nil)
+	_ fs.FileSetlker   = (*lazyFile)(nil)
+	_ fs.FileSetlkwer  = (*lazyFile)(nil)
+	_ fs.FileLseeker   = (*lazyFile)(nil)
+	_ fs.FileFsyncer   = (*lazyFile)(nil)
+)
+
+func (lf *lazyFile) open() (*file, syscall.Errno) {
+	lf.once.Do(func() {
+		fd, err := unix.Openat(lf.l.fd, lf.rel, int(lf.flags)|unix.O_CLOEXEC, 0)
+		if err != nil {
+			lf.errno = errnoOf(err)
+			return
+		}
+		lf.f = &file{loopbackOps: fs.NewLoopbackFile(fd).(*fs.LoopbackFile), fd: fd, n: lf.n}
+	})
+	return lf.f, lf.errno
+}
+
+func (lf *lazyFile) Read(ctx context.Context, dest []byte, off int64) (fuse.ReadResult, syscall.Errno) {
+	f, errno := lf.open()
+	if errno != 0 {
+		return nil, errno
+	}
+	return f.Read(ctx, dest, off)
+}
+
+func (lf *lazyFile) Release(ctx context.Context) syscall.Errno {
+	if lf.f != nil {
+		return lf.f.Release(ctx)
+	}
+	return 0
+}
+
+func (lf *lazyFile) Getattr(ctx context.Context, out *fuse.AttrOut) syscall.Errno {
+	return lf.n.Getattr(ctx, nil, out)
+}
+
+func (lf *lazyFile) Getlk(ctx context.Context, owner uint64, lk *fuse.FileLock, flags uint32, out *fuse.FileLock) syscall.Errno {
+	f, errno := lf.open()
+	if errno != 0 {
+		return errno
+	}
+	return f.Getlk(ctx, owner, lk, flags, out)
+}
+
+func (lf *lazyFile) Setlk(ctx context.Context, owner uint64, lk *fuse.FileLock, flags uint32) syscall.Errno {
+	f, errno := lf.open()
+	if errno != 0 {
+		return errno
+	}
+	return f.Setlk(ctx, owner, lk, flags)
+}
+
+func (lf *lazyFile) Setlkw(ctx context.Context, owner uint64, lk *fuse.FileLock, flags uint32) syscall.Errno {
+	f, errno := lf.open()
+	if errno != 0 {
+		return errno
+	}
+	return f.Setlkw(ctx, owner, lk, flags)
+}
+
+func (lf *lazyFile) Lseek(ctx context.Context, off uint64, whence uint32) (uint64, syscall.Errno) {
+	f, errno := lf.open()
+	if errno != 0 {
+		return 0, errno
+	}
+	return f.Lseek(ctx, off, whence)
+}
+
+func (lf *lazyFile) Fsync(ctx context.Context, flags uint32) syscall.Errno { return 0 }

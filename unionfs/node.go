@@ -35,6 +35,9 @@ type node struct {
 	lastName   string
 	// tmpPath reaches an O_TMPFILE file that has no name yet.
 	tmpPath string
+	// lowerSize: the size of the lower file (it cannot change), which
+	// decides at open whether passthrough pays.
+	lowerSize int64
 }
 
 var (
@@ -172,7 +175,7 @@ func (u *unionFS) newChild(ctx context.Context, parent *node, name string, r *re
 			}
 		}
 	}
-	child := &node{u: u, lower: r.lower, dirLowers: r.dirLowers, opaque: r.opaque, hasUpper: r.hasUpper}
+	child := &node{u: u, lower: r.lower, dirLowers: r.dirLowers, opaque: r.opaque, hasUpper: r.hasUpper, lowerSize: r.st.Size}
 	if r.lower >= 0 {
 		child.lowerPath = join(parent.lowerRel(), name)
 	}
