@@ -120,6 +120,8 @@ func (c *ufCrossMounter) run(ops []difftest.Op, seed int64, ids []int, n int) ([
 	if err != nil {
 		return ops, c.reader.Name() + ": " + err.Error()
 	}
+	want.ClearDino()
+	got.ClearDino()
 	if d := difftest.DiffNamed(want, got, c.writer.Name(), c.reader.Name(), 15); len(d) > 0 {
 		return ops, fmt.Sprintf("%s shows the upper %s wrote differently:\n    %s",
 			c.reader.Name(), c.writer.Name(), strings.Join(d, "\n    "))

@@ -27,14 +27,15 @@ type Config struct {
 	CompareEvery int
 	// ShrinkTime bounds delta debugging of a failure; 0 skips it.
 	ShrinkTime time.Duration
-	// IgnoreMergedLinks leaves out which merged paths share an st_ino.
-	// For user namespaces only: there overlayfs cannot encode the origin
-	// file handle (user.overlay.origin is empty) and has no index, so the
-	// kernel reports a copied-up file under its lower st_ino and a new
-	// hard link to it under the upper st_ino (overlayfs.rst, "Non-standard
-	// behavior": st_ino is only kept where origin/index work). nlink and
-	// the upper dir's real links are still compared.
-	IgnoreMergedLinks bool
+	// KernelLosesInos leaves out which merged paths share an st_ino and
+	// whether st_ino survives copy-up. For user namespaces only: there
+	// overlayfs cannot encode origin file handles (user.overlay.origin is
+	// empty) and has no index, so the kernel reports a copied-up file
+	// under its lower st_ino while cached and under the upper one after,
+	// and a new hard link to it under the upper one (overlayfs.rst,
+	// "Non-standard behavior": st_ino is kept only where origin/index
+	// work). nlink and the upper dir's real links are still compared.
+	KernelLosesInos bool
 	// OpTimeout is how long one op may take before the subject counts as
 	// hung and is aborted.
 	OpTimeout time.Duration
@@ -79,6 +80,8 @@ type pair struct {
 	ma, mb     Mounted
 	dirA, dirB string
 	outcomes   map[string]int
+	// st_ino of every path right after mounting
+	inosA, inosB map[string]uint64
 }
 
 func (c *Config) logf(format string, args ...any) {
@@ -107,6 +110,17 @@ func (c *Config) open() (*pair, error) {
 		p.close()
 		return nil, err
 	}
+	ta, err := Snapshot(p.sa.Mnt, SnapshotOptions{})
+	if err != nil {
+		p.close()
+		return nil, err
+	}
+	var tb *Tree
+	if p.guard(func() { tb, err = Snapshot(p.sb.Mnt, SnapshotOptions{}) }) || err != nil {
+		p.close()
+		return nil, fmt.Errorf("first snapshot of %s: %v", p.sb.Mnt, err)
+	}
+	p.inosA, p.inosB = ta.Inos, tb.Inos
 	return p, nil
 }
 
@@ -203,19 +217,25 @@ func (p *pair) apply(i int, op Op) string {
 }
 
 func (p *pair) compareMerged(when string) string {
-	ta, err := Snapshot(p.sa.Mnt, SnapshotOptions{})
+	ta, err := Snapshot(p.sa.Mnt, SnapshotOptions{Inos: p.inosA})
 	if err != nil {
 		return "oracle snapshot: " + err.Error()
 	}
 	var tb *Tree
-	if p.guard(func() { tb, err = Snapshot(p.sb.Mnt, SnapshotOptions{}) }) {
+	if p.guard(func() { tb, err = Snapshot(p.sb.Mnt, SnapshotOptions{Inos: p.inosB}) }) {
 		return "merged snapshot hung " + when
 	}
 	if err != nil {
 		return fmt.Sprintf("merged tree %s: %v", when, err)
 	}
-	if p.cfg.IgnoreMergedLinks {
+	if p.cfg.KernelLosesInos {
 		ta.Links, tb.Links = nil, nil
+		for _, tr := range []*Tree{ta, tb} {
+			for k, e := range tr.Entries {
+				e.Ino = ""
+				tr.Entries[k] = e
+			}
+		}
 	}
 	if d := Diff(ta, tb, 12); len(d) > 0 {
 		return fmt.Sprintf("merged tree differs %s:\n    %s", when, strings.Join(d, "\n    "))

@@ -1,7 +1,9 @@
 package difftest
 
 import (
+	"bytes"
 	"crypto/sha256"
+	"encoding/binary"
 	"encoding/hex"
 	"fmt"
 	"io"
@@ -31,15 +33,23 @@ type Entry struct {
 	// Mtime is exact for times before LowerTime+1day (set by the layout, so
 	// a copy-up must keep them) and "recent" for times an operation set.
 	Mtime string `json:"mtime"`
-	ino   uint64
+	// Ino says whether st_ino is still the one this path had when the
+	// union was mounted ("kept"/"changed"; "" for paths new since): the
+	// kernel keeps inode numbers across copy-up, and so must the union.
+	Ino string `json:"ino,omitempty"`
+	// Dino says whether readdir's d_ino agreed with st_ino ("ok" or
+	// "differs"); empty for the root.
+	Dino string `json:"dino,omitempty"`
+	ino  uint64
 }
 
 // Tree maps paths relative to the root ("." for the root) to entries, and
 // records which paths are one inode (hard links).
 type Tree struct {
-	Entries map[string]Entry `json:"entries"`
-	Links   []string         `json:"links"` // each: sorted paths sharing an inode, joined by " = "
-	Devs    int              `json:"devs"`  // distinct st_dev values seen
+	Entries map[string]Entry  `json:"entries"`
+	Inos    map[string]uint64 `json:"-"`     // st_ino by path
+	Links   []string          `json:"links"` // each: sorted paths sharing an inode, joined by " = "
+	Devs    int               `json:"devs"`  // distinct st_dev values seen
 }
 
 // SnapshotOptions says which tree is read.
@@ -50,15 +60,18 @@ type SnapshotOptions struct {
 	Upper bool
 	// Skip names top-level entries to leave out (e.g. a work dir).
 	Skip []string
+	// Inos, when set, are the st_ino values of the same tree at mount
+	// time (Tree.Inos of an earlier snapshot), for Entry.Ino.
+	Inos map[string]uint64
 }
 
 // Snapshot reads the tree at root.
 func Snapshot(root string, so SnapshotOptions) (*Tree, error) {
-	t := &Tree{Entries: map[string]Entry{}}
+	t := &Tree{Entries: map[string]Entry{}, Inos: map[string]uint64{}}
 	byIno := map[uint64][]string{}
 	devs := map[uint64]bool{}
-	var walk func(rel string) error
-	walk = func(rel string) error {
+	var walk func(rel string, dino uint64) error
+	walk = func(rel string, dino uint64) error {
 		p := filepath.Join(root, rel)
 		var st unix.Stat_t
 		if err := unix.Lstat(p, &st); err != nil {
@@ -73,6 +86,16 @@ func Snapshot(root string, so SnapshotOptions) (*Tree, error) {
 			Nlink: st.Nlink,
 			Mtime: mtimeClass(st.Mtim),
 			ino:   st.Ino,
+		}
+		t.Inos[relName(rel)] = st.Ino
+		if old, ok := so.Inos[relName(rel)]; ok {
+			e.Ino = map[bool]string{true: "kept", false: "changed"}[old == st.Ino]
+		}
+		if rel != "" && !so.Upper {
+			e.Dino = "ok"
+			if dino != st.Ino {
+				e.Dino = "differs"
+			}
 		}
 		switch st.Mode & unix.S_IFMT {
 		case unix.S_IFREG:
@@ -124,21 +147,21 @@ func Snapshot(root string, so SnapshotOptions) (*Tree, error) {
 		if e.Type != "dir" {
 			return nil
 		}
-		names, err := readNames(p)
+		ents, err := readDirents(p)
 		if err != nil {
 			return fmt.Errorf("readdir %s: %w", p, err)
 		}
-		for _, n := range names {
-			if rel == "" && contains(so.Skip, n) {
+		for _, d := range ents {
+			if rel == "" && contains(so.Skip, d.name) {
 				continue
 			}
-			if err := walk(filepath.Join(rel, n)); err != nil {
+			if err := walk(filepath.Join(rel, d.name), d.ino); err != nil {
 				return err
 			}
 		}
 		return nil
 	}
-	if err := walk(""); err != nil {
+	if err := walk("", 0); err != nil {
 		return nil, err
 	}
 	for _, paths := range byIno {
@@ -306,6 +329,14 @@ func diffEntry(w, g Entry, wantName, gotName string) []string {
 	f("rdev", w.Rdev, g.Rdev)
 	f("xattrs", sortedMap(w.Xattrs), sortedMap(g.Xattrs))
 	f("mtime", w.Mtime, g.Mtime)
+	f("inode number since mount", w.Ino, g.Ino)
+	// The kernel's own d_ino is not always st_ino: overlayfs translates
+	// d_ino only in dirs it marked impure or merged (overlayfs.rst,
+	// "Non-standard behavior"), so a name moved into a pure upper dir shows
+	// its real upper inode there. Where the kernel agrees, the union must.
+	if w.Dino == "ok" && g.Dino != "ok" {
+		d = append(d, fmt.Sprintf("readdir d_ino %s=agrees with st_ino %s=differs", wantName, gotName))
+	}
 	return d
 }
 
@@ -332,4 +363,55 @@ func equalStrings(a, b []string) bool {
 		}
 	}
 	return true
+}
+
+type dirent struct {
+	name string
+	ino  uint64
+}
+
+// readDirents lists dir with getdents64, keeping d_ino (os.ReadDir does
+// not), sorted by name, without "." and "..".
+func readDirents(dir string) ([]dirent, error) {
+	fd, err := unix.Open(dir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, err
+	}
+	defer unix.Close(fd)
+	var out []dirent
+	buf := make([]byte, 32<<10)
+	for {
+		n, err := unix.Getdents(fd, buf)
+		if err != nil {
+			return nil, err
+		}
+		if n <= 0 {
+			break
+		}
+		for off := 0; off < n; {
+			// struct linux_dirent64: u64 ino, s64 off, u16 reclen, u8 type, name
+			ino := binary.NativeEndian.Uint64(buf[off:])
+			reclen := int(binary.NativeEndian.Uint16(buf[off+16:]))
+			name := buf[off+19 : off+reclen]
+			if i := bytes.IndexByte(name, 0); i >= 0 {
+				name = name[:i]
+			}
+			if s := string(name); s != "." && s != ".." {
+				out = append(out, dirent{name: s, ino: ino})
+			}
+			off += reclen
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].name < out[j].name })
+	return out, nil
+}
+
+// ClearDino drops the d_ino checks, for comparisons between the two
+// implementations' views of one upper, where each one's own readdir
+// consistency is not the question.
+func (t *Tree) ClearDino() {
+	for k, e := range t.Entries {
+		e.Dino = ""
+		t.Entries[k] = e
+	}
 }

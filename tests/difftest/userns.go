@@ -175,13 +175,13 @@ func runJob() int {
 		return Config{
 			Seed: seed, Ops: job.Ops, Dir: job.Dir, IDs: job.IDs,
 			Layout: Layout{UserXattr: true},
-			// see IgnoreMergedLinks: the kernel's st_ino of hard links
-			// is not kept in a user namespace.
-			IgnoreMergedLinks: true,
-			Oracle:            Kernel{UserXattr: true},
-			Subject:           subject,
-			CompareEvery:      job.CompareEvery,
-			ShrinkTime:        job.ShrinkTime,
+			// see KernelLosesInos: the kernel's st_ino is not kept
+			// across copy-up in a user namespace.
+			KernelLosesInos: true,
+			Oracle:          Kernel{UserXattr: true},
+			Subject:         subject,
+			CompareEvery:    job.CompareEvery,
+			ShrinkTime:      job.ShrinkTime,
 			Logf: func(format string, args ...any) {
 				fmt.Fprintf(os.Stderr, format+"\n", args...)
 			},
