@@ -64,6 +64,7 @@ func (u *unionFS) placeEntry(ctx context.Context, parent *node, name string, mod
 	}
 	u.copyMu.Lock()
 	defer u.copyMu.Unlock()
+	parent.dropListing()
 	urel := parent.upperRel()
 	dst := join(urel, name)
 	wdev, wfile := u.whiteoutAt(urel, name)

@@ -35,6 +35,9 @@ type node struct {
 	lastName   string
 	// tmpPath reaches an O_TMPFILE file that has no name yet.
 	tmpPath string
+	// listing caches the merged directory listing (nil: not taken); every
+	// change to the directory passes through this node and drops it.
+	listing []fuse.DirEntry
 	// lowerSize: the size of the lower file (it cannot change), which
 	// decides at open whether passthrough pays.
 	lowerSize int64

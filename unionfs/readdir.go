@@ -33,17 +33,27 @@ var (
 	_ fs.FileFsyncdirer   = (*dirHandle)(nil)
 )
 
+// Readdirent hands out entries of a listing shared by all handles; their
+// offsets were set when the listing was made, so nothing here writes to it.
 func (d *dirHandle) Readdirent(ctx context.Context) (*fuse.DirEntry, syscall.Errno) {
 	if d.pos >= len(d.entries) {
 		return nil, 0
 	}
-	e := &d.entries[d.pos]
+	e := d.entries[d.pos]
 	d.pos++
-	e.Off = uint64(d.pos)
-	return e, 0
+	return &e, 0
+}
+
+func (n *node) dropListing() {
+	n.mu.Lock()
+	n.listing = nil
+	n.mu.Unlock()
 }
 
 func (d *dirHandle) Getattr(ctx context.Context, out *fuse.AttrOut) syscall.Errno {
+	if d.fd < 0 {
+		return d.n.Getattr(ctx, nil, out)
+	}
 	var st unix.Stat_t
 	if err := unix.Fstat(d.fd, &st); err != nil {
 		return errnoOf(err)
@@ -58,7 +68,9 @@ func (d *dirHandle) Getattr(ctx context.Context, out *fuse.AttrOut) syscall.Errn
 }
 
 func (d *dirHandle) Releasedir(ctx context.Context, flags uint32) {
-	unix.Close(d.fd)
+	if d.fd >= 0 {
+		unix.Close(d.fd)
+	}
 }
 
 func (d *dirHandle) Seekdir(ctx context.Context, off uint64) syscall.Errno {
@@ -85,9 +97,23 @@ func (d *dirHandle) Fsyncdir(ctx context.Context, flags uint32) syscall.Errno {
 }
 
 func (n *node) OpendirHandle(ctx context.Context, flags uint32) (fs.FileHandle, uint32, syscall.Errno) {
-	entries, errno := n.merged()
-	if errno != 0 {
-		return nil, 0, errno
+	n.mu.Lock()
+	entries := n.listing
+	n.mu.Unlock()
+	if entries == nil {
+		var errno syscall.Errno
+		if entries, errno = n.merged(); errno != 0 {
+			return nil, 0, errno
+		}
+		for i := range entries {
+			entries[i].Off = uint64(i + 1)
+		}
+		if entries == nil {
+			entries = []fuse.DirEntry{}
+		}
+		n.mu.Lock()
+		n.listing = entries
+		n.mu.Unlock()
 	}
 	var fuseFlags uint32
 	if n.u.opts.Speed.CacheReaddir {
@@ -95,10 +121,15 @@ func (n *node) OpendirHandle(ctx context.Context, flags uint32) (fs.FileHandle, 
 		// drops its cached listing itself.
 		fuseFlags |= fuse.FOPEN_CACHE_DIR | fuse.FOPEN_KEEP_CACHE
 	}
-	_, dirfd, rel := n.backing()
-	fd, err := unix.Openat(dirfd, dirOf(rel), unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
-	if err != nil {
-		return nil, 0, errnoOf(err)
+	// Only a directory with an upper part can be removed or replaced
+	// while open; hold its fd so fstat still works then. A lower-only
+	// directory stays where it is.
+	fd := -1
+	if l, dirfd, rel := n.backing(); l.upper {
+		var err error
+		if fd, err = unix.Openat(dirfd, dirOf(rel), unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0); err != nil {
+			return nil, 0, errnoOf(err)
+		}
 	}
 	return &dirHandle{entries: entries, n: n, fd: fd}, fuseFlags, 0
 }
@@ -208,15 +239,18 @@ func (u *unionFS) mergedAt(n *node, urel string) ([]fuse.DirEntry, syscall.Errno
 				if e.name == opaqueMarker {
 					opq = true
 				} else {
-					layerHidden = append(layerHidden, e.name[len(whiteoutPrefix):])
+					name := e.name[len(whiteoutPrefix):]
+					layerHidden = append(layerHidden, name)
+					delete(upperDirs, name)
 				}
 				return
 			}
-			if i, ok := upperDirs[e.name]; ok && e.typ == unix.DT_DIR {
+			if i, ok := upperDirs[e.name]; ok {
 				// A copied-up directory shows its origin's inode number,
-				// unless it became opaque (then it is a new directory).
+				// unless it became opaque (then it is a new directory); the
+				// first lower entry of the name decides, as in lookup.
 				delete(upperDirs, e.name)
-				if !u.isOpaque(u.upper, join(urel, e.name)) {
+				if e.typ == unix.DT_DIR && !u.isOpaque(u.upper, join(urel, e.name)) {
 					out[i].Ino = u.ino(l, e.ino)
 				}
 				return

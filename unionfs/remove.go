@@ -122,6 +122,7 @@ func (u *unionFS) needsWhiteout(parent *node, name string, r *resolved) bool {
 // upper dir. Where a lower still shows the name, a whiteout replaces the
 // upper entry in one rename, so no moment shows the lower entry again.
 func (u *unionFS) remove(parent *node, name string, r *resolved, isDir bool) syscall.Errno {
+	parent.dropListing()
 	urel := parent.upperRel()
 	dst := join(urel, name)
 	whiteout := u.needsWhiteout(parent, name, r)

@@ -97,6 +97,8 @@ func (n *node) Rename(ctx context.Context, name string, newParent fs.InodeEmbedd
 	}
 	u.copyMu.Lock()
 	defer u.copyMu.Unlock()
+	n.dropListing()
+	np.dropListing()
 	surel, durel := n.upperRel(), np.upperRel()
 	srcRel, dstRel := join(surel, name), join(durel, newName)
 	if exchange {
