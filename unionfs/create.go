@@ -51,14 +51,14 @@ func (u *unionFS) whiteoutAt(urel, name string) (device, file bool) {
 // atomically, over a whiteout if one stands there. A directory created
 // over a whiteout becomes opaque, so the deleted lower one stays hidden.
 func (u *unionFS) place(ctx context.Context, parent *node, name string, mode uint32,
-	make func(dirfd int, name string) error) syscall.Errno {
+	make func(dirfd int, name string, perm uint32) error) syscall.Errno {
 	return u.placeEntry(ctx, parent, name, mode, true, make)
 }
 
 // placeEntry is place; own=false leaves owner and mode alone (a new hard
 // link is an existing inode).
 func (u *unionFS) placeEntry(ctx context.Context, parent *node, name string, mode uint32, own bool,
-	make func(dirfd int, name string) error) syscall.Errno {
+	make func(dirfd int, name string, perm uint32) error) syscall.Errno {
 	if errno := u.copyUp(parent); errno != 0 {
 		return errno
 	}
@@ -76,7 +76,17 @@ func (u *unionFS) placeEntry(ctx context.Context, parent *node, name string, mod
 	opaque := isDir && (wdev || wfile || (parent.isMerged() && !u.opts.UserXattr))
 
 	tmp := u.tmpName()
-	if err := make(u.workFd, tmp); err != nil {
+	// Made with its final permissions where the server may (the umask is
+	// 0); an unprivileged server keeps owner access so it can still open
+	// what it made, and setNewOwner corrects the mode.
+	perm := mode & 0o777
+	if !u.asRoot {
+		perm |= 0o600
+		if isDir {
+			perm |= 0o700
+		}
+	}
+	if err := make(u.workFd, tmp, perm); err != nil {
 		return errnoOf(err)
 	}
 	cleanup := func() {
@@ -84,7 +94,7 @@ func (u *unionFS) placeEntry(ctx context.Context, parent *node, name string, mod
 		unix.Unlinkat(u.workFd, tmp, unix.AT_REMOVEDIR)
 	}
 	if own {
-		if errno := u.setNewOwner(ctx, parent, u.workFd, tmp, mode); errno != 0 {
+		if errno := u.setNewOwner(ctx, parent, u.workFd, tmp, mode, perm); errno != 0 {
 			cleanup()
 			return errno
 		}
@@ -137,15 +147,20 @@ func (u *unionFS) lowerPositive(parent *node, name string) bool {
 	return false
 }
 
-func (u *unionFS) setNewOwner(ctx context.Context, parent *node, dirfd int, name string, mode uint32) syscall.Errno {
+// setNewOwner gives a new entry (made with permissions made) the caller's
+// owner and the requested mode, with as few calls as it can: most entries
+// are made by the server's own user with their final mode already.
+func (u *unionFS) setNewOwner(ctx context.Context, parent *node, dirfd int, name string, mode, made uint32) syscall.Errno {
 	uid, gid, sgid := u.owner(ctx, parent)
 	perm := mode & 07777
 	if sgid && mode&unix.S_IFMT == unix.S_IFDIR {
 		perm |= unix.S_ISGID
 	}
 	if u.realOwners {
-		if err := unix.Fchownat(dirfd, name, int(uid), int(gid), unix.AT_SYMLINK_NOFOLLOW); err != nil {
-			return errnoOf(err)
+		if uid != u.euid || gid != u.egid {
+			if err := unix.Fchownat(dirfd, name, int(uid), int(gid), unix.AT_SYMLINK_NOFOLLOW); err != nil {
+				return errnoOf(err)
+			}
 		}
 	} else {
 		var st unix.Stat_t
@@ -157,7 +172,8 @@ func (u *unionFS) setNewOwner(ctx context.Context, parent *node, dirfd int, name
 			}
 		}
 	}
-	if mode&unix.S_IFMT != unix.S_IFLNK {
+	if mode&unix.S_IFMT != unix.S_IFLNK && (perm != made || perm&07000 != 0) {
+		// Also after chown, which clears set-id bits.
 		if err := unix.Fchmodat(dirfd, name, perm, 0); err != nil {
 			return errnoOf(err)
 		}
@@ -175,8 +191,8 @@ func (n *node) added(ctx context.Context, name string, out *fuse.EntryOut) (*fs.
 }
 
 func (n *node) Mkdir(ctx context.Context, name string, mode uint32, out *fuse.EntryOut) (*fs.Inode, syscall.Errno) {
-	errno := n.u.place(ctx, n, name, mode|unix.S_IFDIR, func(dirfd int, tmp string) error {
-		return unix.Mkdirat(dirfd, tmp, 0o700)
+	errno := n.u.place(ctx, n, name, mode|unix.S_IFDIR, func(dirfd int, tmp string, perm uint32) error {
+		return unix.Mkdirat(dirfd, tmp, perm)
 	})
 	if errno != 0 {
 		return nil, errno
@@ -185,8 +201,8 @@ func (n *node) Mkdir(ctx context.Context, name string, mode uint32, out *fuse.En
 }
 
 func (n *node) Mknod(ctx context.Context, name string, mode, dev uint32, out *fuse.EntryOut) (*fs.Inode, syscall.Errno) {
-	errno := n.u.place(ctx, n, name, mode, func(dirfd int, tmp string) error {
-		return unix.Mknodat(dirfd, tmp, mode&unix.S_IFMT|0o600, int(dev))
+	errno := n.u.place(ctx, n, name, mode, func(dirfd int, tmp string, perm uint32) error {
+		return unix.Mknodat(dirfd, tmp, mode&unix.S_IFMT|perm, int(dev))
 	})
 	if errno != 0 {
 		return nil, errno
@@ -195,7 +211,7 @@ func (n *node) Mknod(ctx context.Context, name string, mode, dev uint32, out *fu
 }
 
 func (n *node) Symlink(ctx context.Context, target, name string, out *fuse.EntryOut) (*fs.Inode, syscall.Errno) {
-	errno := n.u.place(ctx, n, name, unix.S_IFLNK|0o777, func(dirfd int, tmp string) error {
+	errno := n.u.place(ctx, n, name, unix.S_IFLNK|0o777, func(dirfd int, tmp string, perm uint32) error {
 		return unix.Symlinkat(target, dirfd, tmp)
 	})
 	if errno != 0 {
@@ -205,8 +221,8 @@ func (n *node) Symlink(ctx context.Context, target, name string, out *fuse.Entry
 }
 
 func (n *node) Create(ctx context.Context, name string, flags, mode uint32, out *fuse.EntryOut) (*fs.Inode, fs.FileHandle, uint32, syscall.Errno) {
-	errno := n.u.place(ctx, n, name, mode|unix.S_IFREG, func(dirfd int, tmp string) error {
-		fd, err := unix.Openat(dirfd, tmp, unix.O_CREAT|unix.O_EXCL|unix.O_WRONLY|unix.O_CLOEXEC, 0o600)
+	errno := n.u.place(ctx, n, name, mode|unix.S_IFREG, func(dirfd int, tmp string, perm uint32) error {
+		fd, err := unix.Openat(dirfd, tmp, unix.O_CREAT|unix.O_EXCL|unix.O_WRONLY|unix.O_CLOEXEC, perm)
 		if err == nil {
 			unix.Close(fd)
 		}
@@ -240,7 +256,7 @@ func (n *node) Link(ctx context.Context, target fs.InodeEmbedder, name string, o
 	if t.tmpPath != "" {
 		linkFlags = unix.AT_SYMLINK_FOLLOW // through the /proc/self/fd link
 	}
-	errno := u.placeEntry(ctx, n, name, unix.S_IFREG, false, func(dirfd int, tmp string) error {
+	errno := u.placeEntry(ctx, n, name, unix.S_IFREG, false, func(dirfd int, tmp string, _ uint32) error {
 		return unix.Linkat(srcFd, srcRel, dirfd, tmp, linkFlags)
 	})
 	if errno == 0 && t.tmpPath != "" {

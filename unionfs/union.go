@@ -50,6 +50,10 @@ type unionFS struct {
 	// writes ".wh.NAME" files, the OCI format it also reads in lowers.
 	charWhiteouts bool
 	realOwners    bool // chown/chmod on disk, not in override_stat
+	// asRoot: the server runs as root (of its user namespace); euid/egid are
+	// who owns what it creates before any chown.
+	asRoot     bool
+	euid, egid uint32
 
 	copyMu sync.Mutex // serialises copy-ups, whiteouts and renames in the upper
 	tmpSeq atomic.Uint64
@@ -81,6 +85,8 @@ func newUnionFS(opts Options) (*unionFS, error) {
 		copiedUp: map[uint64]uint64{}, nodes: map[uint64]*node{}, index: map[string]*indexEntry{}, indexByIno: map[uint64]string{}}
 	// The server creates files for callers: modes must arrive unmasked.
 	syscall.Umask(0)
+	u.euid, u.egid = uint32(os.Geteuid()), uint32(os.Getegid())
+	u.asRoot = u.euid == 0
 	if opts.Upper != "" {
 		l, err := openLayer(opts.Upper, true)
 		if err != nil {
