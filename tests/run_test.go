@@ -1,6 +1,7 @@
 package tests
 
 import (
+	"bytes"
 	"bufio"
 	"fmt"
 	"io"
@@ -363,6 +364,8 @@ func TestRunSignalsAndKill(t *testing.T) {
 		}
 		cmd := e.command(args...)
 		stdout, _ := cmd.StdoutPipe()
+		var stderr bytes.Buffer
+		cmd.Stderr = &stderr
 		if err := cmd.Start(); err != nil {
 			t.Fatal(err)
 		}
@@ -371,7 +374,7 @@ func TestRunSignalsAndKill(t *testing.T) {
 		if line != "ready\n" {
 			cmd.Process.Kill()
 			cmd.Wait()
-			t.Fatalf("init=%v: first line %q", init, line)
+			t.Fatalf("init=%v: first line %q; stderr %q", init, line, stderr.String())
 		}
 		cmd.Process.Signal(syscall.SIGTERM)
 		rest, _ := io.ReadAll(br)
@@ -381,7 +384,7 @@ func TestRunSignalsAndKill(t *testing.T) {
 			code = err.(interface{ ExitCode() int }).ExitCode()
 		}
 		if string(rest) != "got TERM\n" || code != 3 {
-			t.Errorf("init=%v: SIGTERM forwarding: output %q exit %d, want \"got TERM\" and 3", init, rest, code)
+			t.Errorf("init=%v: SIGTERM forwarding: output %q exit %d, want \"got TERM\" and 3; stderr %q", init, rest, code, stderr.String())
 		}
 	}
 
