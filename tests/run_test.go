@@ -1,8 +1,8 @@
 package tests
 
 import (
-	"bytes"
 	"bufio"
+	"bytes"
 	"fmt"
 	"io"
 	"os"
