@@ -235,9 +235,9 @@ func (d *fuseDriver) Teardown() error {
 		if err == nil && werr != nil && !isSignal(werr) {
 			err = fmt.Errorf("%s exited: %v: %s", filepath.Base(d.bin), werr, strings.TrimSpace(d.stderr.String()))
 		}
-	case <-time.After(10 * time.Second):
+	case <-time.After(60 * time.Second):
 		d.kill()
-		err = errors.Join(err, fmt.Errorf("%s did not exit within 10s of unmount", filepath.Base(d.bin)))
+		err = errors.Join(err, fmt.Errorf("%s did not exit within 60s of unmount", filepath.Base(d.bin)))
 	}
 	return err
 }
@@ -257,14 +257,22 @@ func isSignal(err error) bool {
 	return false
 }
 
-// unmount takes mnt down; a busy mount is detached rather than leaked.
+// unmount takes mnt down. A mount can stay busy for a moment after the
+// workload (the kernel finishes releasing files in the background), so it
+// retries before detaching, which would leave a FUSE server waiting.
 func unmount(mnt string) error {
 	if mnt == "" {
 		return nil
 	}
-	err := unix.Unmount(mnt, 0)
-	if err == nil || err == unix.EINVAL {
-		return nil
+	var err error
+	for i := 0; i < 40; i++ {
+		if err = unix.Unmount(mnt, 0); err == nil || err == unix.EINVAL {
+			return nil
+		}
+		if err != unix.EBUSY {
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
 	if derr := unix.Unmount(mnt, unix.MNT_DETACH); derr != nil {
 		return fmt.Errorf("unmount %s: %w", mnt, err)

@@ -65,10 +65,13 @@ type Config struct {
 
 // Cell is one workload on one backend in one mode.
 type Cell struct {
-	Workload     string             `json:"workload"`
-	Backend      string             `json:"backend"`
-	Mode         string             `json:"mode"` // root or rootless
-	NotRun       string             `json:"not_run,omitempty"`
+	Workload string `json:"workload"`
+	Backend  string `json:"backend"`
+	Mode     string `json:"mode"` // root or rootless
+	NotRun   string `json:"not_run,omitempty"`
+	// ByDesign: not run because of what was selected (or the time budget),
+	// not because the host could not; charts leave these out.
+	ByDesign     bool               `json:"by_design,omitempty"`
 	Error        string             `json:"error,omitempty"`
 	Runs         []Measurement      `json:"runs,omitempty"`
 	Median       float64            `json:"median_s,omitempty"`
@@ -77,6 +80,7 @@ type Cell struct {
 	PeakRSSKiB   int64              `json:"peak_rss_kib,omitempty"`
 	MountOptions string             `json:"mount_options,omitempty"`
 	Extra        map[string]float64 `json:"extra_median,omitempty"`
+	Warnings     []string           `json:"warnings,omitempty"`
 }
 
 // Ran reports whether the cell has a timing.
@@ -319,11 +323,11 @@ func Run(cfg Config) (*Report, error) {
 				case w.Cold && m == "rootless" && !isRoot:
 					c.NotRun = "dropping caches needs root"
 				case w.Full1M && (b.Off != "" || b.On != ""):
-					c.NotRun = "walk-1m runs only on the default backends"
+					c.NotRun, c.ByDesign = "walk-1m runs only on the default backends", true
 				case w.Full1M && (b.Kind == "native" || b.Kind == "kernel"):
-					c.NotRun = "walk-1m measures the FUSE server's memory; in-kernel backends have none"
+					c.NotRun, c.ByDesign = "walk-1m measures the FUSE server's memory; in-kernel backends have none", true
 				case (b.Off != "" || b.On != "") && !w.Variants && !cfg.AllVariants && len(cfg.Backends) == 0:
-					c.NotRun = "variants run on the warm read-path workloads and copyup-small only, to keep a full run under 40 min (--all-variants, or name them in --backends)"
+					c.NotRun, c.ByDesign = "variants run on the warm read-path workloads and copyup-small only, to keep a full run under 40 min (--all-variants, or name them in --backends)", true
 				}
 			}
 		}
@@ -476,6 +480,9 @@ func summarize(c *Cell) {
 		ts[i] = r.Seconds
 		c.PeakRSSKiB = max(c.PeakRSSKiB, r.PeakRSSKiB)
 		c.MountOptions = r.MountOptions
+		if r.Warning != "" {
+			c.Warnings = append(c.Warnings, fmt.Sprintf("run %d: %s", i+1, r.Warning))
+		}
 		for k, v := range r.Extra {
 			extras[k] = append(extras[k], v)
 		}

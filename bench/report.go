@@ -258,8 +258,14 @@ func (r *Report) writeProblems(w io.Writer) {
 		lines = append(lines, fmt.Sprintf("- %s %s (%s, first in %s): %s", c.Mode, c.Backend, kind, c.Workload,
 			strings.ReplaceAll(shorten(why, 300), "|", "\\|")))
 	}
+	for _, c := range r.Cells {
+		for _, wr := range c.Warnings {
+			lines = append(lines, fmt.Sprintf("- %s %s %s (measured; teardown problem): %s", c.Mode, c.Backend, c.Workload,
+				strings.ReplaceAll(shorten(wr, 300), "|", "\\|")))
+		}
+	}
 	if len(lines) > 0 {
-		fmt.Fprintf(w, "## Not run or failed\n\n%s\n\n", strings.Join(lines, "\n"))
+		fmt.Fprintf(w, "## Not run, failed, or with warnings\n\n%s\n\n", strings.Join(lines, "\n"))
 	}
 }
 

@@ -77,10 +77,10 @@ func (r *Report) WriteSVG(w io.Writer) error {
 	for _, bk := range bars {
 		label := bk.Name
 		if bk.Off != "" {
-			label = bk.Off + " off"
+			label = "strata, " + bk.Off + " off"
 		}
 		if bk.On != "" {
-			label = bk.On + " on"
+			label = "strata, " + bk.On + " on"
 		}
 		wlen := 22 + 6.8*float64(len(label))
 		if lx+wlen > width-right {
@@ -90,7 +90,10 @@ func (r *Report) WriteSVG(w io.Writer) error {
 		p(`<text x="%.1f" y="%.1f">%s</text>`+"\n", lx+16, ly, esc(label))
 		lx += wlen + 10
 	}
-	p(`<text x="%.1f" y="%.1f" fill="#555">× not run / failed</text>`+"\n", lx, ly)
+	if lx+130 > width-right {
+		lx, ly = left, ly+18
+	}
+	p(`<text x="%.1f" y="%.1f" fill="#555">× did not run here / failed</text>`+"\n", lx, ly)
 	top2 := math.Max(top, ly+30)
 
 	logY := func(x, y0 float64) float64 {
@@ -123,6 +126,9 @@ func (r *Report) WriteSVG(w io.Writer) error {
 				x := gx + float64(bi)*barW
 				c := r.Cell(wl.Name, bk.Name, mode)
 				q := ratio(c, kernel)
+				if c == nil || c.ByDesign {
+					continue
+				}
 				if q <= 0 {
 					p(`<text x="%.1f" y="%.1f" text-anchor="middle" font-size="10" fill="%s">×</text>`, x+barW/2, base-2, colorOf(bk.Name))
 					continue
@@ -148,7 +154,7 @@ func (r *Report) WriteSVG(w io.Writer) error {
 			}
 		}
 	}
-	p(`<text x="%.1f" y="%.1f" fill="#555" font-size="11">Blue number: strata's ratio. Workloads are described in the report; strata's variants each switch one speed feature off.</text>`+"\n", left, height-12)
+	p(`<text x="%.1f" y="%.1f" fill="#555" font-size="11">Blue number: strata's ratio to kernel overlayfs. Each strata variant changes one speed feature; variants run on the warm read paths and copyup-small.</text>`+"\n", left, height-12)
 	p("</svg>\n")
 	_, err := io.WriteString(w, b.String())
 	return err

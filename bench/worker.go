@@ -38,6 +38,8 @@ type Measurement struct {
 	Extra        map[string]float64 `json:"extra,omitempty"`
 	MountOptions string             `json:"mount_options,omitempty"`
 	Error        string             `json:"error,omitempty"`
+	// Warning: the run was measured, but taking the mount down went wrong.
+	Warning string `json:"warning,omitempty"`
 	// SetupFailed: the backend could not even be mounted here.
 	SetupFailed bool `json:"setup_failed,omitempty"`
 	// NotRun: the host lacks what the workload needs.
@@ -125,8 +127,9 @@ func execute(j job, drop func() error) (m Measurement) {
 		return nil
 	}()
 	m.PeakRSSKiB = peakRSS(d.PID())
-	if terr := d.Teardown(); err == nil {
-		err = terr
+	if terr := d.Teardown(); terr != nil {
+		// The timing stands; the slow or failed teardown is reported.
+		m.Warning = terr.Error()
 	}
 	if err == nil && w.Reference != nil && j.Backend.Kind == "native" {
 		var name string
