@@ -96,8 +96,12 @@ func (g *Generator) Next(root string) Op {
 		flags := []int{0, 0, unix.XATTR_CREATE, unix.XATTR_REPLACE}[r.Intn(4)]
 		vals := []string{"", "v", "value-" + string(rune('a'+r.Intn(26))), string(Fill(300, byte(r.Intn(256))))}
 		return Op{Kind: OpSetxattr, Path: g.existing(), Name: xattrNames[r.Intn(len(xattrNames))], Value: vals[r.Intn(len(vals))], Flags: flags}
-	case k < 97:
+	case k < 96:
 		return Op{Kind: OpRmxattr, Path: g.existing(), Name: xattrNames[r.Intn(len(xattrNames))]}
+	case k < 98:
+		// Times before LowerTime+1day compare exactly (see Entry.Mtime),
+		// so utimes and a later copy-up must carry them to the second.
+		return Op{Kind: OpUtimes, Path: g.existing(), Off: 800000000 + r.Int63n(200000000)}
 	default:
 		return Op{Kind: OpMkfifo, Path: g.target(0.9), Mode: 0o644}
 	}

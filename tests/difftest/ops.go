@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -44,6 +45,7 @@ const (
 	OpSetxattr = "setxattr"
 	OpRmxattr  = "removexattr"
 	OpMkfifo   = "mkfifo"
+	OpUtimes   = "utimes" // utimensat(AT_SYMLINK_NOFOLLOW), atime and mtime to Off seconds
 )
 
 func (o Op) String() string {
@@ -77,6 +79,8 @@ func (o Op) String() string {
 		return fmt.Sprintf("setxattr %s %s=%q flags=%d", o.Path, o.Name, o.Value, o.Flags)
 	case OpRmxattr:
 		return fmt.Sprintf("removexattr %s %s", o.Path, o.Name)
+	case OpUtimes:
+		return fmt.Sprintf("utimes %s %s", o.Path, time.Unix(o.Off, 0).UTC().Format(time.RFC3339))
 	}
 	return o.Kind + " " + o.Path
 }
@@ -166,6 +170,9 @@ func Apply(root string, o Op) unix.Errno {
 		err = unix.Lremovexattr(p, o.Name)
 	case OpMkfifo:
 		err = unix.Mkfifo(p, o.Mode)
+	case OpUtimes:
+		ts := unix.NsecToTimespec(o.Off * 1e9)
+		err = unix.UtimesNanoAt(unix.AT_FDCWD, p, []unix.Timespec{ts, ts}, unix.AT_SYMLINK_NOFOLLOW)
 	default:
 		return unix.ENOSYS
 	}
