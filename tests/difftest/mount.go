@@ -179,10 +179,21 @@ func (m *strataMount) Unmount() error {
 	select {
 	case <-m.exited:
 	case <-time.After(10 * time.Second):
-		m.cmd.Process.Kill()
-		<-m.exited
+		// SIGQUIT makes the Go runtime print every goroutine's stack: what
+		// the server is still waiting for.
+		m.cmd.Process.Signal(syscall.SIGQUIT)
+		select {
+		case <-m.exited:
+		case <-time.After(3 * time.Second):
+			m.cmd.Process.Kill()
+			<-m.exited
+		}
 		if err == nil {
-			err = fmt.Errorf("strata server for %s did not exit after unmount", m.mnt)
+			out := m.out.String()
+			if len(out) > 6000 {
+				out = out[:6000] + "..."
+			}
+			err = fmt.Errorf("strata server for %s did not exit within 10s of the unmount; its goroutines (SIGQUIT):\n%s", m.mnt, out)
 		}
 	}
 	return err
