@@ -35,8 +35,12 @@ var ufRegressions = []ufRegression{
 	{"d_ino of a dir made over a whiteout (userns)", true, `[{"k":"mkdir","p":"gonedir","m":511}]`},
 	{"rename onto another name of the same inode (userns; kernel says ESTALE)", true,
 		`[{"k":"link","p":"d2/t","q":"gone"},{"k":"rename","p":"gone","q":"d2/t"}]`},
-	{"truncate through one name keeps setuid set through the other (userns)", true,
-		`[{"k":"link","p":"topdir/a","q":"d2/empty/gone"},{"k":"chmod","p":"d2/empty/gone","m":2541},{"k":"truncate","p":"topdir/a","n":33818}]`},
+	// Not kept: "link topdir/a -> d2/empty/gone; chmod gone 04755; truncate
+	// topdir/a" in a user namespace. Kernel overlayfs keeps the set-id bit
+	// there, yet clears it for "create 04755; truncate" — the VFS rule
+	// (setattr_should_drop_suidgid: no CAP_FSETID in the initial namespace)
+	// says clear, and strata clears in both. Matching the kernel in the
+	// first sequence broke the second, which is far more common.
 }
 
 // TestUnionfsDiffRegressions replays every op list in ufRegressions on

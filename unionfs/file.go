@@ -95,7 +95,7 @@ func (n *node) openBacking(flags uint32) (fs.FileHandle, uint32, syscall.Errno) 
 
 func (n *node) openAt(dirfd int, rel string, flags uint32) (fs.FileHandle, uint32, syscall.Errno) {
 	flags &^= unix.O_CREAT | unix.O_EXCL | unix.O_NOCTTY
-	fd, err := unix.Openat(dirfd, rel, int(flags)|unix.O_CLOEXEC, 0)
+	fd, err := openBeneath(dirfd, rel, flags)
 	if err != nil {
 		return nil, 0, errnoOf(err)
 	}
@@ -149,7 +149,7 @@ var (
 
 func (lf *lazyFile) open() (*file, syscall.Errno) {
 	lf.once.Do(func() {
-		fd, err := unix.Openat(lf.l.fd, lf.rel, int(lf.flags)|unix.O_CLOEXEC, 0)
+		fd, err := openBeneath(lf.l.fd, lf.rel, lf.flags)
 		if err != nil {
 			lf.errno = errnoOf(err)
 			return
@@ -211,3 +211,25 @@ func (lf *lazyFile) Lseek(ctx context.Context, off uint64, whence uint32) (uint6
 }
 
 func (lf *lazyFile) Fsync(ctx context.Context, flags uint32) syscall.Errno { return 0 }
+
+// openBeneath opens rel below dirfd without following any symlink on the
+// way, not even in the last component: a union path never crosses a
+// symlink inside a layer (the kernel resolves the union's own symlinks
+// before asking), so one met here was swapped in by a racing rename, and
+// following it could open a file outside the layers.
+func openBeneath(dirfd int, rel string, flags uint32) (int, error) {
+	if dirfd == unix.AT_FDCWD {
+		// An O_TMPFILE file reached through its /proc/self/fd link.
+		return unix.Openat(dirfd, rel, int(flags)|unix.O_CLOEXEC, 0)
+	}
+	for {
+		fd, err := unix.Openat2(dirfd, rel, &unix.OpenHow{
+			Flags:   uint64(flags) | unix.O_CLOEXEC,
+			Resolve: unix.RESOLVE_NO_SYMLINKS | unix.RESOLVE_BENEATH | unix.RESOLVE_NO_MAGICLINKS,
+		})
+		if err == unix.EAGAIN || err == unix.EINTR {
+			continue
+		}
+		return fd, err
+	}
+}

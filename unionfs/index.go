@@ -1,6 +1,7 @@
 package unionfs
 
 import (
+	"encoding/binary"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -189,4 +190,23 @@ func (u *unionFS) addLinks(key string, delta int) {
 	}
 	u.inoMu.Unlock()
 	u.syncIndexNlink(key)
+}
+
+// learnOrigin reads overlayfs's origin xattr of upper file rel (inode raw)
+// and, for the handle types that carry the inode number (ext4, xfs and most
+// local filesystems: FILEID_INO32_GEN and _PARENT), remembers that number.
+func (u *unionFS) learnOrigin(rel string, raw uint64) {
+	u.inoMu.Lock()
+	_, known := u.copiedUp[raw]
+	u.inoMu.Unlock()
+	if known {
+		return
+	}
+	fb, ok := getxattrString(xattrPath(u.upper, rel), u.xattrPrefix+"origin")
+	if !ok || len(fb) < 25 || fb[1] != 0xfb || (fb[4] != 1 && fb[4] != 2) {
+		return
+	}
+	fid := []byte(fb[21:])
+	origin := uint64(binary.LittleEndian.Uint32(fid[:4]))
+	u.rememberOrigin(raw, origin|u.upper.inoTag)
 }

@@ -162,6 +162,11 @@ func (u *unionFS) newChild(ctx context.Context, parent *node, name string, r *re
 	var indexKey string
 	isReg := r.st.Mode&unix.S_IFMT == unix.S_IFREG
 	if r.hasUpper {
+		if isReg && u.kernelIndex {
+			// A file the kernel copied up names its origin; it keeps the
+			// origin's inode number there, and so must it here.
+			u.learnOrigin(join(parent.upperRel(), name), r.st.Ino)
+		}
 		ino = u.ino(u.upper, r.st.Ino)
 		if r.st.Mode&unix.S_IFMT == unix.S_IFDIR && !r.opaque && r.lower >= 0 {
 			// A copied-up directory keeps its lower origin's number.
