@@ -81,21 +81,22 @@ func getxattrString(path, name string) (string, bool) {
 // isOpaque reports whether directory rel of l stops the merge below it.
 func (u *unionFS) isOpaque(l *layer, rel string) bool {
 	p := xattrPath(l, rel)
-	if v, ok := getxattrString(p, u.opaqueXattr); ok && v == "y" {
-		return true
+	if l.upper {
+		v, ok := getxattrString(p, u.opaqueXattr)
+		return ok && v == "y"
 	}
-	if !l.upper {
-		// Lowers may come from either kind of mount, or from OCI tarballs.
-		other := "user.overlay.opaque"
-		if u.opaqueXattr == other {
-			other = "trusted.overlay.opaque"
+	// Lowers may come from either kind of mount, or from OCI tarballs. One
+	// listxattr answers for both xattr names on the many directories that
+	// carry no xattrs at all.
+	var names [512]byte
+	if sz, err := unix.Llistxattr(p, names[:]); err == nil && sz > 0 || err == unix.ERANGE {
+		for _, name := range []string{u.opaqueXattr, "user.overlay.opaque", "trusted.overlay.opaque"} {
+			if v, ok := getxattrString(p, name); ok && v == "y" {
+				return true
+			}
 		}
-		if v, ok := getxattrString(p, other); ok && v == "y" {
-			return true
-		}
-		return exists(l.fd, join(rel, opaqueMarker))
 	}
-	return false
+	return exists(l.fd, join(rel, opaqueMarker))
 }
 
 // resolve finds name in directory parent. With full, it also learns
