@@ -90,6 +90,20 @@ func execute(j job, drop func() error) (m Measurement) {
 	}
 	defer os.RemoveAll(dir)
 	c := &wctx{lower: j.Lower, upper: upper, scratch: dir, tree: &j.Tree, man: man, seed: j.Seed, extra: map[string]float64{}}
+	// The reference goes first, before this run makes files of its own,
+	// so that it sees the same filesystem the backends' runs see.
+	if w.Reference != nil && j.Backend.Kind == "native" {
+		if w.Prepare != nil {
+			if err := w.Prepare(c); err != nil {
+				return fail(err)
+			}
+		}
+		name, s, err := w.Reference(c)
+		if err != nil {
+			return fail(err)
+		}
+		c.extra[name] = s
+	}
 	var writes []string
 	if w.Writes != nil {
 		writes = w.Writes(c)
@@ -130,13 +144,6 @@ func execute(j job, drop func() error) (m Measurement) {
 	if terr := d.Teardown(); terr != nil {
 		// The timing stands; the slow or failed teardown is reported.
 		m.Warning = terr.Error()
-	}
-	if err == nil && w.Reference != nil && j.Backend.Kind == "native" {
-		var name string
-		var s float64
-		if name, s, err = w.Reference(c); err == nil {
-			c.extra[name] = s
-		}
 	}
 	if len(c.extra) > 0 {
 		m.Extra = c.extra
