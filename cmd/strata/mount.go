@@ -108,8 +108,16 @@ func runMount(cmd *cobra.Command, f mountFlags, mnt string) error {
 	go func() {
 		sig := make(chan os.Signal, 1)
 		signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM)
-		<-sig
-		srv.Unmount()
+		for range sig {
+			// A busy mount cannot go at once: detach it, and serve the
+			// files still open until they close; Wait returns then.
+			if err := unmount(srv.Mountpoint(), false); err != nil {
+				slog.Warn("mount busy, detaching it", "mountpoint", srv.Mountpoint(), "err", err)
+				if err := unmount(srv.Mountpoint(), true); err != nil {
+					slog.Error("detach failed", "mountpoint", srv.Mountpoint(), "err", err)
+				}
+			}
+		}
 	}()
 	srv.Wait()
 	return nil
