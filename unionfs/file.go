@@ -222,14 +222,24 @@ func openBeneath(dirfd int, rel string, flags uint32) (int, error) {
 		// An O_TMPFILE file reached through its /proc/self/fd link.
 		return unix.Openat(dirfd, rel, int(flags)|unix.O_CLOEXEC, 0)
 	}
+	// openat2 refuses flag bits open(2) ignores, and the kernel passes
+	// some along (__FMODE_EXEC for an exec): keep only real open flags.
+	flags &= openFlags
 	for {
 		fd, err := unix.Openat2(dirfd, rel, &unix.OpenHow{
 			Flags:   uint64(flags) | unix.O_CLOEXEC,
 			Resolve: unix.RESOLVE_NO_SYMLINKS | unix.RESOLVE_BENEATH | unix.RESOLVE_NO_MAGICLINKS,
 		})
-		if err == unix.EAGAIN || err == unix.EINTR {
+		switch err {
+		case unix.EAGAIN, unix.EINTR:
 			continue
+		case unix.ENOSYS:
+			// Before Linux 5.6: at least the last component.
+			return unix.Openat(dirfd, rel, int(flags)|unix.O_CLOEXEC|unix.O_NOFOLLOW, 0)
 		}
 		return fd, err
 	}
 }
+
+const openFlags = unix.O_ACCMODE | unix.O_APPEND | unix.O_NONBLOCK | unix.O_DIRECT |
+	unix.O_NOATIME | unix.O_SYNC | unix.O_DSYNC | unix.O_LARGEFILE | unix.O_TRUNC
