@@ -94,6 +94,12 @@ func (u *unionFS) placeEntry(ctx context.Context, parent *node, name string, mod
 		unix.Unlinkat(u.workFd, tmp, unix.AT_REMOVEDIR)
 	}
 	if own {
+		// A new inode may reuse the number of a deleted copy-up: it is
+		// nobody's copy, whatever the map remembers.
+		var nst unix.Stat_t
+		if unix.Fstatat(u.workFd, tmp, &nst, unix.AT_SYMLINK_NOFOLLOW) == nil {
+			u.forgetOrigin(nst.Ino)
+		}
 		if errno := u.setNewOwner(ctx, parent, u.workFd, tmp, mode, perm); errno != 0 {
 			cleanup()
 			return errno
@@ -300,6 +306,7 @@ func (n *node) Tmpfile(ctx context.Context, flags, mode uint32, out *fuse.EntryO
 	}
 	var st unix.Stat_t
 	unix.Fstat(fd, &st)
+	u.forgetOrigin(st.Ino)
 	child := &node{u: u, lower: -1, hasUpper: true, tmpPath: "/proc/self/fd/" + strconv.Itoa(keep)}
 	ch := n.NewInode(ctx, child, fs.StableAttr{Mode: unix.S_IFREG, Ino: u.ino(u.upper, st.Ino)})
 	child.fixIdentity(&st)

@@ -242,6 +242,12 @@ func (u *unionFS) ino(l *layer, raw uint64) uint64 {
 	return raw | l.inoTag
 }
 
+func (u *unionFS) forgetOrigin(upperRaw uint64) {
+	u.inoMu.Lock()
+	delete(u.copiedUp, upperRaw)
+	u.inoMu.Unlock()
+}
+
 func (u *unionFS) rememberOrigin(upperRaw, origin uint64) {
 	u.inoMu.Lock()
 	u.copiedUp[upperRaw] = origin
