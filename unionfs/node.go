@@ -5,7 +5,6 @@ import (
 	"strconv"
 	"sync"
 	"syscall"
-	"time"
 
 	"github.com/hanwen/go-fuse/v2/fs"
 	"github.com/hanwen/go-fuse/v2/fuse"
@@ -240,8 +239,8 @@ func (u *unionFS) newChild(ctx context.Context, parent *node, name string, r *re
 	if isReg && st.Nlink > 1 {
 		// Which name of a hard link a caller uses decides which name a
 		// copy-up links into the upper; only lookups tell, so the kernel
-		// must not cache these names. (0 would mean go-fuse's default.)
-		out.SetEntryTimeout(time.Nanosecond)
+		// must not cache these names.
+		out.SetEntryTimeout(0)
 	}
 	return ch
 }

@@ -281,7 +281,7 @@ func (u *unionFS) mount(mnt string) (*fuse.Server, error) {
 	if name == "" {
 		name = "strata"
 	}
-	lowerT, negT := sp.LowerTimeout, sp.LowerTimeout
+	negT := sp.LowerTimeout
 	mo := fuse.MountOptions{
 		FsName:               name,
 		Name:                 "strata",
@@ -304,10 +304,11 @@ func (u *unionFS) mount(mnt string) (*fuse.Server, error) {
 		// permissions are the kernel's (default_permissions).
 		mo.AllowOther = true
 	}
+	// No global entry or attribute timeouts: each reply sets its own
+	// (see setTimeouts), and some must be exactly 0, which go-fuse would
+	// otherwise replace with the global value.
 	opts := &fs.Options{
 		MountOptions:    mo,
-		EntryTimeout:    &lowerT,
-		AttrTimeout:     &lowerT,
 		NegativeTimeout: &negT,
 		RootStableAttr:  &fs.StableAttr{Ino: u.ino(top, st.Ino), Mode: syscall.S_IFDIR},
 	}
