@@ -18,8 +18,9 @@
 // parents first, data by reflink or copy_file_range, then owner, mode,
 // xattrs and times, all in a temporary name under WORK/work that is renamed
 // into place last, so a crash never shows a half-copied file. A lower file
-// with more than one name is copied once, into WORK/strata-index, and every
-// name of it then shares that copy: two names of one file stay one file.
+// with more than one name is copied once, into overlayfs's own index
+// (WORK/index, see index.go), and every name of it then shares that copy:
+// two names of one file stay one file, for strata and the kernel alike.
 //
 // # Identity
 //

@@ -183,12 +183,6 @@ func boolErrno(found bool) syscall.Errno {
 	return syscall.ENOENT
 }
 
-// isMerged: a directory that shows entries of more than one layer reports
-// nlink 1, as overlayfs does, because no layer's count is right.
-func (r *resolved) isMerged() bool {
-	return r.st.Mode&unix.S_IFMT == unix.S_IFDIR && len(r.dirLowers)+boolInt(r.hasUpper && !r.opaque) > 1
-}
-
 func boolInt(b bool) int {
 	if b {
 		return 1
