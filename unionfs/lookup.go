@@ -22,6 +22,9 @@ type resolved struct {
 	// inLower: some lower shows this name (so deleting it needs a whiteout).
 	inLower bool
 	opaque  bool
+	// urel and lrel are the name's paths in the upper and in the lowers,
+	// worked out once here so callers need not walk the tree again.
+	urel, lrel string
 }
 
 const whiteoutPrefix = ".wh."
@@ -105,9 +108,15 @@ func (u *unionFS) isOpaque(l *layer, rel string) bool {
 func (u *unionFS) resolve(parent *node, name string, full bool) (r resolved, errno syscall.Errno) {
 	r.lower = -1
 	found := false
-	if parent.hasUpper && u.upper != nil {
+	// One consistent view of the parent: newChild may refresh it meanwhile.
+	parent.mu.Lock()
+	pUpper, pOpaque, pLowers, plrel := parent.hasUpper, parent.opaque, parent.dirLowers, parent.lowerRel()
+	parent.mu.Unlock()
+	r.lrel = join(plrel, name)
+	if pUpper && u.upper != nil {
 		prel := parent.upperRel()
 		rel := join(prel, name)
+		r.urel = rel
 		switch e := fstatat(u.upper, rel, &r.st); e {
 		case 0:
 			if isWhiteout(&r.st) {
@@ -130,18 +139,18 @@ func (u *unionFS) resolve(parent *node, name string, full bool) (r resolved, err
 			return r, e
 		}
 	}
-	if parent.opaque {
+	if pOpaque {
 		return r, boolErrno(found)
 	}
-	lrel := join(parent.lowerRel(), name)
+	lrel := r.lrel
 	isDir := found && r.st.Mode&unix.S_IFMT == unix.S_IFDIR
-	for _, li := range parent.dirLowers {
+	for _, li := range pLowers {
 		l := u.layers[li]
 		var st unix.Stat_t
 		switch e := fstatat(l, lrel, &st); e {
 		case 0:
 		case syscall.ENOENT, syscall.ENOTDIR:
-			if exists(l.fd, join(parent.lowerRel(), whiteoutPrefix+name)) {
+			if exists(l.fd, join(plrel, whiteoutPrefix+name)) {
 				return r, boolErrno(found)
 			}
 			continue

@@ -164,7 +164,7 @@ func (u *unionFS) newChild(ctx context.Context, parent *node, name string, r *re
 		if isReg && u.kernelIndex {
 			// A file the kernel copied up names its origin; it keeps the
 			// origin's inode number there, and so must it here.
-			u.learnOrigin(join(parent.upperRel(), name), r.st.Ino)
+			u.learnOrigin(r.urel, r.st.Ino)
 		}
 		ino = u.ino(u.upper, r.st.Ino)
 		if r.st.Mode&unix.S_IFMT == unix.S_IFDIR && !r.opaque && r.lower >= 0 {
@@ -172,19 +172,19 @@ func (u *unionFS) newChild(ctx context.Context, parent *node, name string, r *re
 			ino = u.ino(u.layers[r.lower], r.lowerIno)
 		}
 		if isReg && r.st.Nlink > 1 {
-			indexKey = u.indexOfUpper(join(parent.upperRel(), name), r.st.Ino)
+			indexKey = u.indexOfUpper(r.urel, r.st.Ino)
 		}
 	} else {
 		ino = u.ino(r.layer, r.st.Ino)
 		if isReg && r.st.Nlink > 1 && u.upper != nil {
-			if key := u.indexKey(r.layer, join(parent.lowerRel(), name), r.st.Ino); u.indexed(key) != nil {
+			if key := u.indexKey(r.layer, r.lrel, r.st.Ino); u.indexed(key) != nil {
 				indexKey = key
 			}
 		}
 	}
 	child := &node{u: u, lower: r.lower, dirLowers: r.dirLowers, opaque: r.opaque, hasUpper: r.hasUpper, lowerSize: r.st.Size}
 	if r.lower >= 0 {
-		child.lowerPath = join(parent.lowerRel(), name)
+		child.lowerPath = r.lrel
 	}
 	if indexKey != "" {
 		child.index = indexKey
@@ -193,7 +193,7 @@ func (u *unionFS) newChild(ctx context.Context, parent *node, name string, r *re
 	// The override may change the type (a device stored as an empty
 	// file), and the inode's type is fixed at creation: apply it first.
 	st := r.st
-	applyOverride(r.layer, r.relIn(parent, name), &st)
+	applyOverride(r.layer, r.rel(), &st)
 	// go-fuse merges inodes by number only after Lookup returns, keeping
 	// the node it already had; the state of the node we return must
 	// therefore go to that one. strata keeps its own registry of live
@@ -245,11 +245,12 @@ func (u *unionFS) newChild(ctx context.Context, parent *node, name string, r *re
 	return ch
 }
 
-func (r *resolved) relIn(parent *node, name string) string {
+// rel is the path of the visible entry in r.layer.
+func (r *resolved) rel() string {
 	if r.hasUpper {
-		return join(parent.upperRel(), name)
+		return r.urel
 	}
-	return join(parent.lowerRel(), name)
+	return r.lrel
 }
 
 func (u *unionFS) setTimeouts(upper bool, out *fuse.EntryOut) {
