@@ -10,35 +10,30 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// xattrTarget is the path the xattr calls use for the node's backing entry.
-func (n *node) xattrTarget() string {
-	l, fd, rel := n.backing()
-	if fd == n.u.idxFd {
-		return n.u.workPath(fd, rel)
-	}
-	return xattrPath(l, rel)
-}
-
 func (n *node) Setattr(ctx context.Context, f fs.FileHandle, in *fuse.SetAttrIn, out *fuse.AttrOut) syscall.Errno {
 	u := n.u
 	if errno := u.copyUp(n); errno != 0 {
 		return errno
 	}
-	l, fd, rel := n.backing()
+	l, e, errno := n.backing()
+	if errno != 0 {
+		return errno
+	}
+	defer e.Close()
 	var fileFd = -1
 	if lf, ok := f.(*file); ok && f != nil {
 		fileFd = lf.fd
 	}
 	var st unix.Stat_t
-	if err := unix.Fstatat(fd, dirOf(rel), &st, unix.AT_SYMLINK_NOFOLLOW); err != nil {
-		return errnoOf(err)
+	if errno := e.Stat(&st); errno != 0 {
+		return errno
 	}
 	isLink := st.Mode&unix.S_IFMT == unix.S_IFLNK
 	override := l.override || !u.realOwners
 	var cur overrideStat
 	hasOverride := false
 	if override {
-		if v, ok := getxattrString(n.xattrTarget(), overrideXattr); ok {
+		if v, ok := e.getxattrString(overrideXattr); ok {
 			cur, hasOverride = parseOverride(v)
 		}
 	}
@@ -60,8 +55,8 @@ func (n *node) Setattr(ctx context.Context, f fs.FileHandle, in *fuse.SetAttrIn,
 		} else if (setUID || setGID) && st.Mode&unix.S_IFMT == unix.S_IFREG {
 			cur.mode &^= unix.S_ISUID | unix.S_ISGID // as chown(2) clears them
 		}
-		if err := unix.Lsetxattr(n.xattrTarget(), overrideXattr, []byte(cur.format()), 0); err != nil {
-			return errnoOf(err)
+		if errno := e.Setxattr(overrideXattr, []byte(cur.format()), 0); errno != 0 {
+			return errno
 		}
 	} else {
 		if setUID || setGID {
@@ -72,30 +67,24 @@ func (n *node) Setattr(ctx context.Context, f fs.FileHandle, in *fuse.SetAttrIn,
 			if setGID {
 				sg = int(gid)
 			}
-			if err := unix.Fchownat(fd, dirOf(rel), su, sg, unix.AT_SYMLINK_NOFOLLOW); err != nil {
-				return errnoOf(err)
+			if errno := e.Chown(su, sg); errno != 0 {
+				return errno
 			}
 		}
 		if setMode && !isLink {
-			if err := unix.Fchmodat(fd, dirOf(rel), mode&07777, 0); err != nil {
-				return errnoOf(err)
+			if errno := e.Chmod(mode & 07777); errno != 0 {
+				return errno
 			}
 		}
 	}
 	if size, ok := in.GetSize(); ok {
-		var err error
 		if fileFd >= 0 {
-			err = unix.Ftruncate(fileFd, int64(size))
+			errno = errnoOf(unix.Ftruncate(fileFd, int64(size)))
 		} else {
-			var tfd int
-			tfd, err = unix.Openat(fd, rel, unix.O_WRONLY|unix.O_CLOEXEC|unix.O_NOFOLLOW, 0)
-			if err == nil {
-				err = unix.Ftruncate(tfd, int64(size))
-				unix.Close(tfd)
-			}
+			errno = e.Truncate(int64(size))
 		}
-		if err != nil {
-			return errnoOf(err)
+		if errno != 0 {
+			return errno
 		}
 	}
 	atime, setA := in.GetATime()
@@ -108,13 +97,15 @@ func (n *node) Setattr(ctx context.Context, f fs.FileHandle, in *fuse.SetAttrIn,
 		if setM {
 			ts[1] = unix.NsecToTimespec(mtime.UnixNano())
 		}
-		if err := unix.UtimesNanoAt(fd, dirOf(rel), ts, unix.AT_SYMLINK_NOFOLLOW); err != nil {
-			return errnoOf(err)
+		if errno := e.Utimes(ts); errno != 0 {
+			return errno
 		}
 	}
-	if errno := n.stat(&st); errno != 0 {
+	if errno := e.Stat(&st); errno != 0 {
 		return errno
 	}
+	applyOverride(l, e, &st)
+	n.fixIdentity(&st)
 	statToAttr(&st, &out.Attr)
 	n.setAttrTimeout(out)
 	return 0
@@ -130,20 +121,29 @@ func (n *node) Getxattr(ctx context.Context, attr string, dest []byte) (uint32, 
 	if n.u.hiddenXattr(attr) {
 		return 0, syscall.ENODATA
 	}
-	sz, err := unix.Lgetxattr(n.xattrTarget(), attr, dest)
-	return uint32(sz), errnoOf(err)
+	_, e, errno := n.backing()
+	if errno != 0 {
+		return 0, errno
+	}
+	defer e.Close()
+	sz, errno := e.Getxattr(attr, dest)
+	return uint32(sz), errno
 }
 
 func (n *node) Listxattr(ctx context.Context, dest []byte) (uint32, syscall.Errno) {
-	p := n.xattrTarget()
-	sz, err := unix.Llistxattr(p, nil)
-	if err != nil {
-		return 0, errnoOf(err)
+	_, e, errno := n.backing()
+	if errno != 0 {
+		return 0, errno
+	}
+	defer e.Close()
+	sz, errno := e.Listxattr(nil)
+	if errno != 0 {
+		return 0, errno
 	}
 	buf := make([]byte, sz)
-	sz, err = unix.Llistxattr(p, buf)
-	if err != nil {
-		return 0, errnoOf(err)
+	sz, errno = e.Listxattr(buf)
+	if errno != 0 {
+		return 0, errno
 	}
 	var out []byte
 	for _, name := range strings.Split(string(buf[:sz]), "\x00") {
@@ -170,7 +170,12 @@ func (n *node) Setxattr(ctx context.Context, attr string, data []byte, flags uin
 	if errno := n.u.copyUp(n); errno != 0 {
 		return errno
 	}
-	return errnoOf(unix.Lsetxattr(n.xattrTarget(), attr, data, int(flags)))
+	_, e, errno := n.backing()
+	if errno != 0 {
+		return errno
+	}
+	defer e.Close()
+	return e.Setxattr(attr, data, int(flags))
 }
 
 func (n *node) Removexattr(ctx context.Context, attr string) syscall.Errno {
@@ -178,11 +183,21 @@ func (n *node) Removexattr(ctx context.Context, attr string) syscall.Errno {
 		return syscall.EPERM
 	}
 	// Removing what is not there must not copy up (overlayfs checks too).
-	if _, err := unix.Lgetxattr(n.xattrTarget(), attr, nil); err != nil {
-		return errnoOf(err)
+	_, e, errno := n.backing()
+	if errno != 0 {
+		return errno
+	}
+	_, errno = e.Getxattr(attr, nil)
+	e.Close()
+	if errno != 0 {
+		return errno
 	}
 	if errno := n.u.copyUp(n); errno != 0 {
 		return errno
 	}
-	return errnoOf(unix.Lremovexattr(n.xattrTarget(), attr))
+	if _, e, errno = n.backing(); errno != 0 {
+		return errno
+	}
+	defer e.Close()
+	return e.Removexattr(attr)
 }

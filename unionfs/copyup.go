@@ -87,43 +87,47 @@ func (u *unionFS) copyUpAsLocked(n *node, parent *node, name string) syscall.Err
 	if errno := u.copyUpLocked(parent); errno != 0 {
 		return errno
 	}
-	prel := parent.upperRel()
+	pd, errno := parent.upperDir()
+	if errno != 0 {
+		return errno
+	}
+	defer pd.Close()
 	// Copy-up changes nothing the union shows, not even the parent's times.
-	defer u.keepTimes(prel)()
+	defer keepTimes(pd.at("."))()
+	dst := pd.at(name)
 	if index != "" {
 		// The data is in the index already; give this name a link to it.
-		err := unix.Linkat(u.idxFd, index, u.upper.fd, join(parent.upperRel(), name), 0)
-		if err != nil && err != unix.EEXIST {
-			return errnoOf(err)
+		if errno := linkEntries(u.indexEntry(index), dst); errno != 0 && errno != syscall.EEXIST {
+			return errno
 		}
 		u.syncIndexNlink(index)
 		return 0
 	}
-	src := u.layers[n.lower]
-	srcRel := n.lowerRel()
-	var st unix.Stat_t
-	if errno := fstatat(src, srcRel, &st); errno != 0 {
+	l := u.layers[n.lower]
+	src, errno := entryAt(l.fd, n.lowerRel())
+	if errno != 0 {
 		return errno
 	}
-	dstRel := join(prel, name)
-
-	if st.Mode&unix.S_IFMT == unix.S_IFREG && st.Nlink > 1 {
-		return u.copyUpHardlink(n, src, srcRel, &st, dstRel)
+	defer src.Close()
+	var st unix.Stat_t
+	if errno := src.Stat(&st); errno != 0 {
+		return errno
 	}
-	tmp := u.tmpName()
-	if errno := u.copyEntry(src, srcRel, &st, u.workFd, tmp); errno != 0 {
+	if st.Mode&unix.S_IFMT == unix.S_IFREG && st.Nlink > 1 {
+		return u.copyUpHardlink(n, l, src, &st, dst)
+	}
+	tmp := u.workEntry(u.tmpName())
+	if errno := u.copyEntry(l, src, &st, tmp); errno != 0 {
+		removeAllAt(tmp.dir, tmp.name)
 		return errno
 	}
 	var tst unix.Stat_t
-	unix.Fstatat(u.workFd, tmp, &tst, unix.AT_SYMLINK_NOFOLLOW)
-	// Replace, never merge: a whiteout or stale entry at dstRel would be a
+	tmp.Stat(&tst)
+	// Replace, never merge: a whiteout or stale entry at dst would be a
 	// bug elsewhere, but renaming over it keeps the on-disk state sane.
-	if err := unix.Renameat(u.workFd, tmp, u.upper.fd, dstRel); err != nil {
-		unix.Unlinkat(u.workFd, tmp, 0)
-		if st.Mode&unix.S_IFMT == unix.S_IFDIR {
-			unix.Unlinkat(u.workFd, tmp, unix.AT_REMOVEDIR)
-		}
-		return err.(syscall.Errno)
+	if errno := renameEntries(tmp, dst, 0); errno != 0 {
+		removeAllAt(tmp.dir, tmp.name)
+		return errno
 	}
 	u.rememberOrigin(tst.Ino, n.StableAttr().Ino)
 	n.mu.Lock()
@@ -133,33 +137,35 @@ func (u *unionFS) copyUpAsLocked(n *node, parent *node, name string) syscall.Err
 }
 
 // copyUpHardlink copies a lower file with several names once, into the
-// index, and links the name being changed to it. Other names find the
-// index at lookup, so every name keeps showing one file.
-func (u *unionFS) copyUpHardlink(n *node, src *layer, srcRel string, st *unix.Stat_t, dstRel string) syscall.Errno {
-	key := u.indexKey(src, srcRel, st.Ino)
+// index, and links the name being changed (dst) to it. Other names find
+// the index at lookup, so every name keeps showing one file.
+func (u *unionFS) copyUpHardlink(n *node, l *layer, src entry, st *unix.Stat_t, dst entry) syscall.Errno {
+	key := u.indexKey(l, src, st.Ino)
 	if u.indexed(key) == nil {
-		tmp := u.tmpName()
-		if errno := u.copyEntry(src, srcRel, st, u.workFd, tmp); errno != 0 {
+		tmp := u.workEntry(u.tmpName())
+		if errno := u.copyEntry(l, src, st, tmp); errno != 0 {
+			tmp.Unlink(0)
 			return errno
 		}
 		if errno := u.markIndexCopy(tmp, key, int(st.Nlink)); errno != 0 {
-			unix.Unlinkat(u.workFd, tmp, 0)
+			tmp.Unlink(0)
 			return errno
 		}
-		if err := unix.Renameat(u.workFd, tmp, u.idxFd, key); err != nil {
-			unix.Unlinkat(u.workFd, tmp, 0)
-			return err.(syscall.Errno)
+		ie := u.indexEntry(key)
+		if errno := renameEntries(tmp, ie, 0); errno != 0 {
+			tmp.Unlink(0)
+			return errno
 		}
 		var ist unix.Stat_t
-		unix.Fstatat(u.idxFd, key, &ist, unix.AT_SYMLINK_NOFOLLOW)
+		ie.Stat(&ist)
 		u.rememberOrigin(ist.Ino, n.StableAttr().Ino)
 		u.inoMu.Lock()
 		u.index[key] = &indexEntry{nlink: int(st.Nlink)}
 		u.indexByIno[ist.Ino] = key
 		u.inoMu.Unlock()
 	}
-	if err := unix.Linkat(u.idxFd, key, u.upper.fd, dstRel, 0); err != nil && err != unix.EEXIST {
-		return err.(syscall.Errno)
+	if errno := linkEntries(u.indexEntry(key), dst); errno != 0 && errno != syscall.EEXIST {
+		return errno
 	}
 	u.syncIndexNlink(key)
 	n.mu.Lock()
@@ -169,70 +175,67 @@ func (u *unionFS) copyUpHardlink(n *node, src *layer, srcRel string, st *unix.St
 	return 0
 }
 
-// copyEntry recreates src's entry as dstName under dirfd, with data,
-// owner, mode, xattrs and times.
-func (u *unionFS) copyEntry(src *layer, srcRel string, st *unix.Stat_t, dirfd int, dstName string) syscall.Errno {
+// copyEntry recreates src's entry as dst, with data, owner, mode, xattrs
+// and times.
+func (u *unionFS) copyEntry(l *layer, src entry, st *unix.Stat_t, dst entry) syscall.Errno {
 	mode := st.Mode & 07777
 	switch st.Mode & unix.S_IFMT {
 	case unix.S_IFDIR:
-		if err := unix.Mkdirat(dirfd, dstName, 0o700); err != nil {
-			return err.(syscall.Errno)
+		if errno := dst.Mkdir(0o700); errno != 0 {
+			return errno
 		}
 	case unix.S_IFREG:
-		if errno := copyData(src, srcRel, dirfd, dstName); errno != 0 {
+		if errno := copyData(src, dst); errno != 0 {
 			return errno
 		}
 	case unix.S_IFLNK:
-		buf := make([]byte, 4096)
-		sz, err := unix.Readlinkat(src.fd, srcRel, buf)
-		if err != nil {
-			return err.(syscall.Errno)
+		target, errno := src.Readlink()
+		if errno != 0 {
+			return errno
 		}
-		if err := unix.Symlinkat(string(buf[:sz]), dirfd, dstName); err != nil {
-			return err.(syscall.Errno)
+		if errno := dst.Symlink(string(target)); errno != 0 {
+			return errno
 		}
 	default:
-		if err := unix.Mknodat(dirfd, dstName, st.Mode&unix.S_IFMT|0o600, int(st.Rdev)); err != nil {
-			return err.(syscall.Errno)
+		if errno := dst.Mknod(st.Mode&unix.S_IFMT|0o600, int(st.Rdev)); errno != 0 {
+			return errno
 		}
 	}
-	dstPath := u.workPath(dirfd, dstName)
-	copyXattrs(xattrPath(src, srcRel), dstPath, u.privateXattr)
+	copyXattrs(src, dst, u.privateXattr)
 	if u.realOwners {
-		if err := unix.Fchownat(dirfd, dstName, int(st.Uid), int(st.Gid), unix.AT_SYMLINK_NOFOLLOW); err != nil && err != unix.EPERM && err != unix.EINVAL {
-			return err.(syscall.Errno)
+		if errno := dst.Chown(int(st.Uid), int(st.Gid)); errno != 0 && errno != syscall.EPERM && errno != syscall.EINVAL {
+			return errno
 		}
-	} else if !src.override {
+	} else if !l.override {
 		// The owner cannot be stored for real: keep it beside the file.
 		o := overrideStat{uid: st.Uid, gid: st.Gid, mode: mode}
-		unix.Lsetxattr(dstPath, overrideXattr, []byte(o.format()), 0)
+		dst.Setxattr(overrideXattr, []byte(o.format()), 0)
 	}
 	if st.Mode&unix.S_IFMT != unix.S_IFLNK {
 		// After chown, which clears set-id bits.
-		if err := unix.Fchmodat(dirfd, dstName, mode, 0); err != nil {
-			return err.(syscall.Errno)
+		if errno := dst.Chmod(mode); errno != 0 {
+			return errno
 		}
 	}
-	ts := []unix.Timespec{st.Atim, st.Mtim}
-	unix.UtimesNanoAt(dirfd, dstName, ts, unix.AT_SYMLINK_NOFOLLOW)
+	dst.Utimes([]unix.Timespec{st.Atim, st.Mtim})
 	return 0
 }
 
-// keepTimes records the times of upper dir rel and returns a function that
-// puts them back.
-func (u *unionFS) keepTimes(rel string) func() {
+// keepTimes records the times of e and returns a function that puts them
+// back.
+func keepTimes(e entry) func() {
 	var st unix.Stat_t
-	if fstatat(u.upper, rel, &st) != 0 {
+	if e.Stat(&st) != 0 {
 		return func() {}
 	}
-	return func() {
-		unix.UtimesNanoAt(u.upper.fd, dirOf(rel), []unix.Timespec{st.Atim, st.Mtim}, unix.AT_SYMLINK_NOFOLLOW)
-	}
+	return func() { e.Utimes([]unix.Timespec{st.Atim, st.Mtim}) }
 }
 
-func (u *unionFS) workPath(dirfd int, name string) string {
-	return "/proc/self/fd/" + strconv.Itoa(dirfd) + "/" + name
-}
+// workEntry names a temporary in the held WORK/work dir.
+func (u *unionFS) workEntry(name string) entry { return entry{dir: u.workFd, name: name} }
+
+// indexEntry names an entry of the held index dir.
+func (u *unionFS) indexEntry(key string) entry { return entry{dir: u.idxFd, name: key} }
 
 // privateXattr reports xattrs that describe the layer, not the file, and
 // so must not travel with a copy-up.
@@ -242,15 +245,15 @@ func (u *unionFS) privateXattr(name string) bool {
 
 // copyData copies a regular file by reflink where the filesystem shares
 // extents, else by copy_file_range, else by read/write.
-func copyData(src *layer, srcRel string, dirfd int, dstName string) syscall.Errno {
-	in, err := unix.Openat(src.fd, srcRel, unix.O_RDONLY|unix.O_CLOEXEC|unix.O_NOFOLLOW, 0)
-	if err != nil {
-		return err.(syscall.Errno)
+func copyData(src, dst entry) syscall.Errno {
+	in, errno := src.Open(unix.O_RDONLY, 0)
+	if errno != 0 {
+		return errno
 	}
 	defer unix.Close(in)
-	out, err := unix.Openat(dirfd, dstName, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL|unix.O_CLOEXEC, 0o600)
-	if err != nil {
-		return err.(syscall.Errno)
+	out, errno := dst.Open(unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL, 0o600)
+	if errno != 0 {
+		return errno
 	}
 	defer unix.Close(out)
 	if unix.IoctlFileClone(out, in) == nil {
@@ -269,7 +272,7 @@ func copyData(src *layer, srcRel string, dirfd int, dstName string) syscall.Errn
 			if err == unix.EXDEV || err == unix.EOPNOTSUPP || err == unix.ENOSYS || err == unix.EINVAL {
 				return copyPlain(in, out)
 			}
-			return err.(syscall.Errno)
+			return errnoOf(err)
 		}
 		if nc == 0 {
 			break
@@ -284,41 +287,41 @@ func copyPlain(in, out int) syscall.Errno {
 	for {
 		nr, err := unix.Read(in, buf)
 		if err != nil {
-			return err.(syscall.Errno)
+			return errnoOf(err)
 		}
 		if nr == 0 {
 			return 0
 		}
 		if _, err := unix.Write(out, buf[:nr]); err != nil {
-			return err.(syscall.Errno)
+			return errnoOf(err)
 		}
 	}
 }
 
 // copyXattrs copies every xattr of from onto to, except skipped ones.
-func copyXattrs(from, to string, skip func(string) bool) {
-	sz, err := unix.Llistxattr(from, nil)
-	if err != nil || sz == 0 {
+func copyXattrs(from, to entry, skip func(string) bool) {
+	sz, errno := from.Listxattr(nil)
+	if errno != 0 || sz == 0 {
 		return
 	}
 	buf := make([]byte, sz)
-	sz, err = unix.Llistxattr(from, buf)
-	if err != nil {
+	sz, errno = from.Listxattr(buf)
+	if errno != 0 {
 		return
 	}
 	for _, name := range strings.Split(strings.TrimRight(string(buf[:sz]), "\x00"), "\x00") {
 		if name == "" || skip(name) {
 			continue
 		}
-		vsz, err := unix.Lgetxattr(from, name, nil)
-		if err != nil {
+		vsz, errno := from.Getxattr(name, nil)
+		if errno != 0 {
 			continue
 		}
 		val := make([]byte, vsz)
-		vsz, err = unix.Lgetxattr(from, name, val)
-		if err != nil {
+		vsz, errno = from.Getxattr(name, val)
+		if errno != 0 {
 			continue
 		}
-		unix.Lsetxattr(to, name, val[:vsz], 0)
+		to.Setxattr(name, val[:vsz], 0)
 	}
 }

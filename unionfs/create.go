@@ -33,14 +33,14 @@ func (u *unionFS) owner(ctx context.Context, parent *node) (uid, gid uint32, sgi
 	return uid, gid, sgid
 }
 
-// whiteoutAt reports how name is deleted in the upper dir urel: by a 0/0
+// whiteoutAt reports how e (a name in an upper dir) is deleted: by a 0/0
 // device at the name itself, by a ".wh." file beside it, or not at all.
-func (u *unionFS) whiteoutAt(urel, name string) (device, file bool) {
+func (u *unionFS) whiteoutAt(e entry) (device, file bool) {
 	var st unix.Stat_t
-	if fstatat(u.upper, join(urel, name), &st) == 0 && isWhiteout(&st) {
+	if e.Stat(&st) == 0 && isWhiteout(&st) {
 		return true, false
 	}
-	if !u.charWhiteouts && exists(u.upper.fd, join(urel, whiteoutPrefix+name)) {
+	if !u.charWhiteouts && e.sibling(whiteoutPrefix+e.name).exists() {
 		return false, true
 	}
 	return false, false
@@ -56,7 +56,8 @@ func (u *unionFS) place(ctx context.Context, parent *node, name string, mode uin
 }
 
 // placeEntry is place; own=false leaves owner and mode alone (a new hard
-// link is an existing inode).
+// link is an existing inode). make gets the held work dir and a fresh name
+// there; every *at call it makes must not follow that name.
 func (u *unionFS) placeEntry(ctx context.Context, parent *node, name string, mode uint32, own bool,
 	make func(dirfd int, name string, perm uint32) error) syscall.Errno {
 	if errno := u.copyUp(parent); errno != 0 {
@@ -65,9 +66,13 @@ func (u *unionFS) placeEntry(ctx context.Context, parent *node, name string, mod
 	u.copyMu.Lock()
 	defer u.copyMu.Unlock()
 	parent.dropListing()
-	urel := parent.upperRel()
-	dst := join(urel, name)
-	wdev, wfile := u.whiteoutAt(urel, name)
+	pd, errno := parent.upperDir()
+	if errno != 0 {
+		return errno
+	}
+	defer pd.Close()
+	dst := pd.at(name)
+	wdev, wfile := u.whiteoutAt(dst)
 	isDir := mode&unix.S_IFMT == unix.S_IFDIR
 	// A new directory must hide a lower one of the same name that an
 	// earlier rmdir deleted. In a merged parent overlayfs marks every new
@@ -75,7 +80,7 @@ func (u *unionFS) placeEntry(ctx context.Context, parent *node, name string, mod
 	// (The kernel skips that optimisation with userxattr.)
 	opaque := isDir && (wdev || wfile || (parent.isMerged() && !u.opts.UserXattr))
 
-	tmp := u.tmpName()
+	tmp := u.workEntry(u.tmpName())
 	// Made with its final permissions where the server may (the umask is
 	// 0); an unprivileged server keeps owner access so it can still open
 	// what it made, and setNewOwner corrects the mode.
@@ -86,50 +91,46 @@ func (u *unionFS) placeEntry(ctx context.Context, parent *node, name string, mod
 			perm |= 0o700
 		}
 	}
-	if err := make(u.workFd, tmp, perm); err != nil {
+	if err := make(tmp.dir, tmp.name, perm); err != nil {
 		return errnoOf(err)
 	}
-	cleanup := func() {
-		unix.Unlinkat(u.workFd, tmp, 0)
-		unix.Unlinkat(u.workFd, tmp, unix.AT_REMOVEDIR)
-	}
+	cleanup := func() { removeAllAt(tmp.dir, tmp.name) }
 	if own {
 		// A new inode may reuse the number of a deleted copy-up: it is
 		// nobody's copy, whatever the map remembers.
 		var nst unix.Stat_t
-		if unix.Fstatat(u.workFd, tmp, &nst, unix.AT_SYMLINK_NOFOLLOW) == nil {
+		if tmp.Stat(&nst) == 0 {
 			u.forgetOrigin(nst.Ino)
 		}
-		if errno := u.setNewOwner(ctx, parent, u.workFd, tmp, mode, perm); errno != 0 {
+		if errno := u.setNewOwner(ctx, parent, tmp, mode, perm); errno != 0 {
 			cleanup()
 			return errno
 		}
 	}
 	if opaque {
-		if err := unix.Lsetxattr(u.workPath(u.workFd, tmp), u.opaqueXattr, []byte("y"), 0); err != nil {
+		if errno := tmp.Setxattr(u.opaqueXattr, []byte("y"), 0); errno != 0 {
 			cleanup()
-			return errnoOf(err)
+			return errno
 		}
 	}
-	var err error
 	if wdev && isDir {
 		// rename(2) cannot put a directory over a device: swap, then drop
 		// the whiteout that lands in the work dir.
-		err = unix.Renameat2(u.workFd, tmp, u.upper.fd, dst, unix.RENAME_EXCHANGE)
-		if err == nil {
-			unix.Unlinkat(u.workFd, tmp, 0)
+		errno = renameEntries(tmp, dst, unix.RENAME_EXCHANGE)
+		if errno == 0 {
+			tmp.Unlink(0)
 		}
 	} else if wdev {
-		err = unix.Renameat(u.workFd, tmp, u.upper.fd, dst)
+		errno = renameEntries(tmp, dst, 0)
 	} else {
-		err = unix.Renameat2(u.workFd, tmp, u.upper.fd, dst, unix.RENAME_NOREPLACE)
+		errno = renameEntries(tmp, dst, unix.RENAME_NOREPLACE)
 	}
-	if err != nil {
+	if errno != 0 {
 		cleanup()
-		return errnoOf(err)
+		return errno
 	}
 	if wfile {
-		unix.Unlinkat(u.upper.fd, join(urel, whiteoutPrefix+name), 0)
+		pd.at(whiteoutPrefix + name).Unlink(0)
 	}
 	return 0
 }
@@ -141,22 +142,27 @@ func (u *unionFS) lowerPositive(parent *node, name string) bool {
 	lowers, lrel := parent.dirLowers, parent.lowerRel()
 	parent.mu.Unlock()
 	for _, li := range lowers {
-		l := u.layers[li]
+		d, errno := dirAt(u.layers[li].fd, lrel)
+		if errno != 0 {
+			continue
+		}
 		var st unix.Stat_t
-		if fstatat(l, join(lrel, name), &st) == 0 {
+		positive, hidden := d.at(name).Stat(&st) == 0, d.at(whiteoutPrefix+name).exists()
+		d.Close()
+		if positive {
 			return !isWhiteout(&st)
 		}
-		if exists(l.fd, join(lrel, whiteoutPrefix+name)) {
+		if hidden {
 			return false
 		}
 	}
 	return false
 }
 
-// setNewOwner gives a new entry (made with permissions made) the caller's
-// owner and the requested mode, with as few calls as it can: most entries
-// are made by the server's own user with their final mode already.
-func (u *unionFS) setNewOwner(ctx context.Context, parent *node, dirfd int, name string, mode, made uint32) syscall.Errno {
+// setNewOwner gives a new entry e (made with permissions made) the
+// caller's owner and the requested mode, with as few calls as it can: most
+// entries are made by the server's own user with their final mode already.
+func (u *unionFS) setNewOwner(ctx context.Context, parent *node, e entry, mode, made uint32) syscall.Errno {
 	uid, gid, sgid := u.owner(ctx, parent)
 	perm := mode & 07777
 	if sgid && mode&unix.S_IFMT == unix.S_IFDIR {
@@ -164,24 +170,24 @@ func (u *unionFS) setNewOwner(ctx context.Context, parent *node, dirfd int, name
 	}
 	if u.realOwners {
 		if uid != u.euid || gid != u.egid {
-			if err := unix.Fchownat(dirfd, name, int(uid), int(gid), unix.AT_SYMLINK_NOFOLLOW); err != nil {
-				return errnoOf(err)
+			if errno := e.Chown(int(uid), int(gid)); errno != 0 {
+				return errno
 			}
 		}
 	} else {
 		var st unix.Stat_t
-		unix.Fstatat(dirfd, name, &st, unix.AT_SYMLINK_NOFOLLOW)
+		e.Stat(&st)
 		if st.Uid != uid || st.Gid != gid || perm&^0o777 != 0 {
 			o := overrideStat{uid: uid, gid: gid, mode: perm}
-			if err := unix.Lsetxattr(u.workPath(dirfd, name), overrideXattr, []byte(o.format()), 0); err != nil {
-				return errnoOf(err)
+			if errno := e.Setxattr(overrideXattr, []byte(o.format()), 0); errno != 0 {
+				return errno
 			}
 		}
 	}
 	if mode&unix.S_IFMT != unix.S_IFLNK && (perm != made || perm&07000 != 0) {
 		// Also after chown, which clears set-id bits.
-		if err := unix.Fchmodat(dirfd, name, perm, 0); err != nil {
-			return errnoOf(err)
+		if errno := e.Chmod(perm); errno != 0 {
+			return errno
 		}
 	}
 	return 0
@@ -193,6 +199,7 @@ func (n *node) added(ctx context.Context, name string, out *fuse.EntryOut) (*fs.
 	if errno != 0 {
 		return nil, errno
 	}
+	defer r.close()
 	return n.u.newChild(ctx, n, name, &r, out), 0
 }
 
@@ -242,9 +249,14 @@ func (n *node) Create(ctx context.Context, name string, flags, mode uint32, out 
 		return nil, nil, 0, errno
 	}
 	// The new node joins the tree only when Create returns, so it has no
-	// path yet: open it by the parent's.
+	// path yet: open it in the parent's directory.
 	child := ch.Operations().(*node)
-	fh, fuseFlags, errno := child.openAt(n.u.upper.fd, join(n.upperRel(), name), flags&^(unix.O_CREAT|unix.O_EXCL|unix.O_TRUNC))
+	pd, errno := n.upperDir()
+	if errno != 0 {
+		return nil, nil, 0, errno
+	}
+	fh, fuseFlags, errno := child.openAt(n.u.upper, pd.at(name), flags&^(unix.O_CREAT|unix.O_EXCL|unix.O_TRUNC))
+	pd.Close()
 	if errno != 0 {
 		return nil, nil, 0, errno
 	}
@@ -257,14 +269,17 @@ func (n *node) Link(ctx context.Context, target fs.InodeEmbedder, name string, o
 	if errno := u.copyUp(t); errno != 0 {
 		return nil, errno
 	}
-	_, srcFd, srcRel := t.backing()
-	linkFlags := 0
-	if t.tmpPath != "" {
-		linkFlags = unix.AT_SYMLINK_FOLLOW // through the /proc/self/fd link
+	_, src, errno := t.backing()
+	if errno != 0 {
+		return nil, errno
 	}
-	errno := u.placeEntry(ctx, n, name, unix.S_IFREG, false, func(dirfd int, tmp string, _ uint32) error {
-		return unix.Linkat(srcFd, srcRel, dirfd, tmp, linkFlags)
+	errno = u.placeEntry(ctx, n, name, unix.S_IFREG, false, func(dirfd int, tmp string, _ uint32) error {
+		if errno := linkEntries(src, entry{dir: dirfd, name: tmp}); errno != 0 {
+			return errno
+		}
+		return nil
 	})
+	src.Close()
 	if errno == 0 && t.tmpPath != "" {
 		// Named now: from here on it lives at its path like any file.
 		t.mu.Lock()
@@ -289,7 +304,12 @@ func (n *node) Tmpfile(ctx context.Context, flags, mode uint32, out *fuse.EntryO
 	if errno := u.copyUp(n); errno != 0 {
 		return nil, nil, 0, errno
 	}
-	fd, err := unix.Openat(u.upper.fd, n.upperRel(), int(flags)|unix.O_TMPFILE|unix.O_CLOEXEC, mode&07777)
+	pd, errno := n.upperDir()
+	if errno != 0 {
+		return nil, nil, 0, errno
+	}
+	fd, err := unix.Openat(pd.fd, ".", int(flags)|unix.O_TMPFILE|unix.O_CLOEXEC, mode&07777)
+	pd.Close()
 	if err != nil {
 		return nil, nil, 0, errnoOf(err)
 	}
@@ -312,5 +332,5 @@ func (n *node) Tmpfile(ctx context.Context, flags, mode uint32, out *fuse.EntryO
 	child.fixIdentity(&st)
 	statToAttr(&st, &out.Attr)
 	lf := fs.NewLoopbackFile(fd).(*fs.LoopbackFile)
-	return ch, &file{loopbackOps: lf, fd: fd, n: child}, 0, 0
+	return ch, &file{loopbackOps: lf, fd: fd, n: child, l: u.upper}, 0, 0
 }

@@ -31,6 +31,7 @@ type file struct {
 	loopbackOps
 	fd int
 	n  *node
+	l  *layer // where fd is
 }
 
 var (
@@ -43,12 +44,14 @@ func (f *file) Getattr(ctx context.Context, out *fuse.AttrOut) syscall.Errno {
 	if err := unix.Fstat(f.fd, &st); err != nil {
 		return errnoOf(err)
 	}
-	l, _, rel := f.n.backing()
-	if f.n.index != "" {
-		f.n.stat(&st)
-	} else {
-		f.n.fixStat(l, rel, &st)
+	if f.l.override {
+		// The open file itself, not a path to it: nothing to resolve.
+		var buf [256]byte
+		if sz, err := unix.Fgetxattr(f.fd, overrideXattr, buf[:]); err == nil {
+			applyOverrideValue(string(buf[:sz]), &st)
+		}
 	}
+	f.n.fixIdentity(&st)
 	statToAttr(&st, &out.Attr)
 	f.n.setAttrTimeout(out)
 	return 0
@@ -82,25 +85,33 @@ func (n *node) Open(ctx context.Context, flags uint32) (fs.FileHandle, uint32, s
 }
 
 func (n *node) openBacking(flags uint32) (fs.FileHandle, uint32, syscall.Errno) {
-	l, dirfd, rel := n.backing()
-	if flags&unix.O_ACCMODE == unix.O_RDONLY && !l.upper && n.u.opts.Speed.KeepCache {
+	n.mu.Lock()
+	lowerOnly, lower, rel := !n.hasUpper && n.tmpPath == "", n.lower, n.lowerRel()
+	n.mu.Unlock()
+	if flags&unix.O_ACCMODE == unix.O_RDONLY && lowerOnly && n.u.opts.Speed.KeepCache {
 		if !n.u.opts.Speed.Passthrough || n.lowerSize < passthroughMinSize {
 			flags &^= unix.O_CREAT | unix.O_EXCL | unix.O_NOCTTY | unix.O_TRUNC
-			return &lazyFile{n: n, l: l, rel: rel, flags: flags},
+			return &lazyFile{n: n, l: n.u.layers[lower], rel: rel, flags: flags},
 				fuse.FOPEN_KEEP_CACHE | fuse.FOPEN_NOFLUSH, 0
 		}
 	}
-	return n.openAt(dirfd, rel, flags)
+	l, e, errno := n.backing()
+	if errno != 0 {
+		return nil, 0, errno
+	}
+	defer e.Close()
+	return n.openAt(l, e, flags)
 }
 
-func (n *node) openAt(dirfd int, rel string, flags uint32) (fs.FileHandle, uint32, syscall.Errno) {
+// openAt opens e, an entry of layer l, for n.
+func (n *node) openAt(l *layer, e entry, flags uint32) (fs.FileHandle, uint32, syscall.Errno) {
 	flags &^= unix.O_CREAT | unix.O_EXCL | unix.O_NOCTTY
-	fd, err := openBeneath(dirfd, rel, flags)
+	fd, err := openBeneath(e.dir, e.name, flags)
 	if err != nil {
 		return nil, 0, errnoOf(err)
 	}
 	lf := fs.NewLoopbackFile(fd).(*fs.LoopbackFile)
-	f := &file{loopbackOps: lf, fd: fd, n: n}
+	f := &file{loopbackOps: lf, fd: fd, n: n, l: l}
 	var fuseFlags uint32
 	if n.u.opts.Speed.KeepCache {
 		// Content changes only through this mount, which the kernel sees.
@@ -154,7 +165,7 @@ func (lf *lazyFile) open() (*file, syscall.Errno) {
 			lf.errno = errnoOf(err)
 			return
 		}
-		lf.f = &file{loopbackOps: fs.NewLoopbackFile(fd).(*fs.LoopbackFile), fd: fd, n: lf.n}
+		lf.f = &file{loopbackOps: fs.NewLoopbackFile(fd).(*fs.LoopbackFile), fd: fd, n: lf.n, l: lf.l}
 	})
 	return lf.f, lf.errno
 }
@@ -224,21 +235,7 @@ func openBeneath(dirfd int, rel string, flags uint32) (int, error) {
 	}
 	// openat2 refuses flag bits open(2) ignores, and the kernel passes
 	// some along (__FMODE_EXEC for an exec): keep only real open flags.
-	flags &= openFlags
-	for {
-		fd, err := unix.Openat2(dirfd, rel, &unix.OpenHow{
-			Flags:   uint64(flags) | unix.O_CLOEXEC,
-			Resolve: unix.RESOLVE_NO_SYMLINKS | unix.RESOLVE_BENEATH | unix.RESOLVE_NO_MAGICLINKS,
-		})
-		switch err {
-		case unix.EAGAIN, unix.EINTR:
-			continue
-		case unix.ENOSYS:
-			// Before Linux 5.6: at least the last component.
-			return unix.Openat(dirfd, rel, int(flags)|unix.O_CLOEXEC|unix.O_NOFOLLOW, 0)
-		}
-		return fd, err
-	}
+	return openat2Beneath(dirfd, rel, uint64(flags&openFlags))
 }
 
 const openFlags = unix.O_ACCMODE | unix.O_APPEND | unix.O_NONBLOCK | unix.O_DIRECT |

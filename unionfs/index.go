@@ -3,10 +3,7 @@ package unionfs
 import (
 	"encoding/binary"
 	"encoding/hex"
-	"errors"
 	"fmt"
-	"os"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"syscall"
@@ -34,7 +31,7 @@ type indexEntry struct {
 	nlink int
 }
 
-func (u *unionFS) openIndex() error {
+func (u *unionFS) openIndex(work int) error {
 	u.kernelIndex = !u.opts.UserXattr
 	for _, l := range u.layers {
 		if l.dev != u.upper.dev {
@@ -45,13 +42,9 @@ func (u *unionFS) openIndex() error {
 	if u.kernelIndex {
 		name = "index"
 	}
-	dir := filepath.Join(u.opts.Work, name)
-	if err := os.Mkdir(dir, 0o700); err != nil && !errors.Is(err, os.ErrExist) {
-		return fmt.Errorf("workdir %s: %w", u.opts.Work, err)
-	}
-	fd, err := unix.Open(dir, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	fd, err := u.workSubdir(work, name)
 	if err != nil {
-		return fmt.Errorf("workdir %s: %w", u.opts.Work, err)
+		return err
 	}
 	u.idxFd = fd
 	return nil
@@ -61,8 +54,9 @@ func (u *unionFS) openIndex() error {
 // magic 0xfb, length, flags (0: little-endian, lower), handle type, the
 // filesystem uuid (null when layers share the upper's filesystem) and the
 // file handle itself.
-func originHandle(l *layer, rel string) ([]byte, bool) {
-	h, _, err := unix.NameToHandleAt(l.fd, rel, 0)
+func originHandle(e entry) ([]byte, bool) {
+	// Without AT_SYMLINK_FOLLOW the last component is not followed.
+	h, _, err := unix.NameToHandleAt(e.dir, e.name, 0)
 	if err != nil {
 		return nil, false
 	}
@@ -73,10 +67,10 @@ func originHandle(l *layer, rel string) ([]byte, bool) {
 	return append(fb, fid...), true
 }
 
-// indexKey names the index entry of lower file rel in l.
-func (u *unionFS) indexKey(l *layer, rel string, raw uint64) string {
+// indexKey names the index entry of lower file e in l.
+func (u *unionFS) indexKey(l *layer, e entry, raw uint64) string {
 	if u.kernelIndex {
-		if fb, ok := originHandle(l, rel); ok {
+		if fb, ok := originHandle(e); ok {
 			return hex.EncodeToString(fb)
 		}
 	}
@@ -93,7 +87,7 @@ func (u *unionFS) indexed(key string) *indexEntry {
 		return e
 	}
 	var st unix.Stat_t
-	if unix.Fstatat(u.idxFd, key, &st, unix.AT_SYMLINK_NOFOLLOW) != nil {
+	if u.indexEntry(key).Stat(&st) != 0 {
 		return nil
 	}
 	e = &indexEntry{nlink: u.readNlink(key, &st)}
@@ -110,7 +104,7 @@ func (u *unionFS) indexed(key string) *indexEntry {
 
 // readNlink reads the union link count of an index entry.
 func (u *unionFS) readNlink(key string, st *unix.Stat_t) int {
-	if v, ok := getxattrString(u.workPath(u.idxFd, key), u.xattrPrefix+"nlink"); ok && len(v) >= 2 {
+	if v, ok := u.indexEntry(key).getxattrString(u.xattrPrefix + "nlink"); ok && len(v) >= 2 {
 		if d, err := strconv.Atoi(v[1:]); err == nil {
 			if v[0] == 'U' {
 				return int(st.Nlink) + d
@@ -120,22 +114,22 @@ func (u *unionFS) readNlink(key string, st *unix.Stat_t) int {
 	return int(st.Nlink) - 1 // the index link itself
 }
 
-// indexOfUpper finds the index entry an upper file rel (inode raw) is a
+// indexOfUpper finds the index entry an upper file e (inode raw) is a
 // name of, or "".
-func (u *unionFS) indexOfUpper(rel string, raw uint64) string {
+func (u *unionFS) indexOfUpper(e entry, raw uint64) string {
 	u.inoMu.Lock()
 	key := u.indexByIno[raw]
 	u.inoMu.Unlock()
 	if key != "" || !u.kernelIndex {
 		return key
 	}
-	origin, ok := getxattrString(xattrPath(u.upper, rel), u.xattrPrefix+"origin")
+	origin, ok := e.getxattrString(u.xattrPrefix + "origin")
 	if !ok {
 		return ""
 	}
 	key = hex.EncodeToString([]byte(origin))
 	var st unix.Stat_t
-	if unix.Fstatat(u.idxFd, key, &st, unix.AT_SYMLINK_NOFOLLOW) != nil || st.Ino != raw {
+	if u.indexEntry(key).Stat(&st) != 0 || st.Ino != raw {
 		return ""
 	}
 	if u.indexed(key) == nil {
@@ -146,7 +140,7 @@ func (u *unionFS) indexOfUpper(rel string, raw uint64) string {
 
 // markIndexCopy labels a fresh copy (tmp in the work dir) as overlayfs
 // labels an index entry, before it is renamed into the index.
-func (u *unionFS) markIndexCopy(tmp, key string, nlink int) syscall.Errno {
+func (u *unionFS) markIndexCopy(tmp entry, key string, nlink int) syscall.Errno {
 	if !u.kernelIndex || strings.Contains(key, "-") {
 		return 0
 	}
@@ -154,12 +148,11 @@ func (u *unionFS) markIndexCopy(tmp, key string, nlink int) syscall.Errno {
 	if err != nil {
 		return 0
 	}
-	p := u.workPath(u.workFd, tmp)
-	if err := unix.Lsetxattr(p, u.xattrPrefix+"origin", fb, 0); err != nil {
-		return errnoOf(err)
+	if errno := tmp.Setxattr(u.xattrPrefix+"origin", fb, 0); errno != 0 {
+		return errno
 	}
 	// The copy alone has one link; the union has nlink names.
-	return errnoOf(unix.Lsetxattr(p, u.xattrPrefix+"nlink", []byte(fmt.Sprintf("U%+d", nlink-1)), 0))
+	return tmp.Setxattr(u.xattrPrefix+"nlink", []byte(fmt.Sprintf("U%+d", nlink-1)), 0)
 }
 
 // syncIndexNlink stores the union link count of key relative to the upper
@@ -172,14 +165,15 @@ func (u *unionFS) syncIndexNlink(key string) {
 	if e == nil {
 		return
 	}
+	ie := u.indexEntry(key)
 	var st unix.Stat_t
-	if unix.Fstatat(u.idxFd, key, &st, unix.AT_SYMLINK_NOFOLLOW) != nil {
+	if ie.Stat(&st) != 0 {
 		return
 	}
 	u.inoMu.Lock()
 	v := fmt.Sprintf("U%+d", e.nlink-int(st.Nlink))
 	u.inoMu.Unlock()
-	unix.Lsetxattr(u.workPath(u.idxFd, key), u.xattrPrefix+"nlink", []byte(v), 0)
+	ie.Setxattr(u.xattrPrefix+"nlink", []byte(v), 0)
 }
 
 // addLinks changes the union link count of an indexed file.
@@ -192,17 +186,17 @@ func (u *unionFS) addLinks(key string, delta int) {
 	u.syncIndexNlink(key)
 }
 
-// learnOrigin reads overlayfs's origin xattr of upper file rel (inode raw)
+// learnOrigin reads overlayfs's origin xattr of upper file e (inode raw)
 // and, for the handle types that carry the inode number (ext4, xfs and most
 // local filesystems: FILEID_INO32_GEN and _PARENT), remembers that number.
-func (u *unionFS) learnOrigin(rel string, raw uint64) {
+func (u *unionFS) learnOrigin(e entry, raw uint64) {
 	u.inoMu.Lock()
 	_, known := u.copiedUp[raw]
 	u.inoMu.Unlock()
 	if known {
 		return
 	}
-	fb, ok := getxattrString(xattrPath(u.upper, rel), u.xattrPrefix+"origin")
+	fb, ok := e.getxattrString(u.xattrPrefix + "origin")
 	if !ok || len(fb) < 25 || fb[1] != 0xfb || (fb[4] != 1 && fb[4] != 2) {
 		return
 	}

@@ -22,9 +22,18 @@ type resolved struct {
 	// inLower: some lower shows this name (so deleting it needs a whiteout).
 	inLower bool
 	opaque  bool
-	// urel and lrel are the name's paths in the upper and in the lowers,
-	// worked out once here so callers need not walk the tree again.
-	urel, lrel string
+	// lrel is the name's path in the lowers (they never change).
+	lrel string
+	// up and low are the name in the parent's upper dir and in layer
+	// lower, resolved once here so callers need not walk again (dir -1:
+	// none). close releases them.
+	up, low entry
+}
+
+func (r *resolved) close() {
+	r.up.Close()
+	r.low.Close()
+	r.up, r.low = entry{dir: -1}, entry{dir: -1}
 }
 
 const whiteoutPrefix = ".wh."
@@ -41,72 +50,42 @@ func join(dir, name string) string {
 	return dir + "/" + name
 }
 
-func dirOf(rel string) string {
-	if rel == "" {
-		return "."
-	}
-	return rel
-}
-
-// fstatat stats rel in l without following a final symlink.
-func fstatat(l *layer, rel string, st *unix.Stat_t) syscall.Errno {
-	err := unix.Fstatat(l.fd, dirOf(rel), st, unix.AT_SYMLINK_NOFOLLOW)
-	if err != nil {
-		return err.(syscall.Errno)
-	}
-	return 0
-}
-
-func exists(fd int, rel string) bool {
-	var st unix.Stat_t
-	return unix.Fstatat(fd, dirOf(rel), &st, unix.AT_SYMLINK_NOFOLLOW) == nil
-}
-
-// xattrPath names rel for the path-based xattr calls (there are no *at
-// variants); layers are held open, so /proc/self/fd pins the layer itself.
-func xattrPath(l *layer, rel string) string {
-	if rel == "" || rel == "." {
-		// "/." makes the l* calls go through the magic link, not at it.
-		return l.procPrefix + "."
-	}
-	return l.procPrefix + rel
-}
-
-func getxattrString(path, name string) (string, bool) {
-	var buf [256]byte
-	n, err := unix.Lgetxattr(path, name, buf[:])
-	if err != nil {
-		return "", false
-	}
-	return string(buf[:n]), true
-}
-
-// isOpaque reports whether directory rel of l stops the merge below it.
-func (u *unionFS) isOpaque(l *layer, rel string) bool {
-	p := xattrPath(l, rel)
+// isOpaque reports whether directory e of l stops the merge below it.
+func (u *unionFS) isOpaque(l *layer, e entry) bool {
 	if l.upper {
-		v, ok := getxattrString(p, u.opaqueXattr)
+		v, ok := e.getxattrString(u.opaqueXattr)
 		return ok && v == "y"
 	}
 	// Lowers may come from either kind of mount, or from OCI tarballs. One
 	// listxattr answers for both xattr names on the many directories that
 	// carry no xattrs at all.
 	var names [512]byte
-	if sz, err := unix.Llistxattr(p, names[:]); err == nil && sz > 0 || err == unix.ERANGE {
+	if sz, errno := e.Listxattr(names[:]); errno == 0 && sz > 0 || errno == syscall.ERANGE {
 		for _, name := range []string{u.opaqueXattr, "user.overlay.opaque", "trusted.overlay.opaque"} {
-			if v, ok := getxattrString(p, name); ok && v == "y" {
+			if v, ok := e.getxattrString(name); ok && v == "y" {
 				return true
 			}
 		}
 	}
-	return exists(l.fd, join(rel, opaqueMarker))
+	fd, err := openat2Beneath(e.dir, e.name+"/"+opaqueMarker, unix.O_PATH|unix.O_NOFOLLOW)
+	if err != nil {
+		return false
+	}
+	unix.Close(fd)
+	return true
 }
 
 // resolve finds name in directory parent. With full, it also learns
 // whether a lower holds the name under a visible upper non-directory,
-// which deletions and renames need.
+// which deletions and renames need. On success the caller closes r.
 func (u *unionFS) resolve(parent *node, name string, full bool) (r resolved, errno syscall.Errno) {
 	r.lower = -1
+	r.up, r.low = entry{dir: -1}, entry{dir: -1}
+	defer func() {
+		if errno != 0 {
+			r.close()
+		}
+	}()
 	found := false
 	// One consistent view of the parent: newChild may refresh it meanwhile.
 	parent.mu.Lock()
@@ -114,17 +93,19 @@ func (u *unionFS) resolve(parent *node, name string, full bool) (r resolved, err
 	parent.mu.Unlock()
 	r.lrel = join(plrel, name)
 	if pUpper && u.upper != nil {
-		prel := parent.upperRel()
-		rel := join(prel, name)
-		r.urel = rel
-		switch e := fstatat(u.upper, rel, &r.st); e {
+		d, e := parent.upperDir()
+		if e != 0 {
+			return r, e
+		}
+		r.up = entry{dir: d.fd, name: name, own: d.own}
+		switch e := r.up.Stat(&r.st); e {
 		case 0:
 			if isWhiteout(&r.st) {
 				return r, syscall.ENOENT
 			}
 			found, r.hasUpper, r.layer = true, true, u.upper
 			if r.st.Mode&unix.S_IFMT == unix.S_IFDIR {
-				if u.isOpaque(u.upper, rel) {
+				if u.isOpaque(u.upper, r.up) {
 					r.opaque = true
 					return r, 0
 				}
@@ -132,7 +113,7 @@ func (u *unionFS) resolve(parent *node, name string, full bool) (r resolved, err
 				return r, 0
 			}
 		case syscall.ENOENT:
-			if !u.charWhiteouts && exists(u.upper.fd, join(prel, whiteoutPrefix+name)) {
+			if !u.charWhiteouts && r.up.sibling(whiteoutPrefix+name).exists() {
 				return r, syscall.ENOENT
 			}
 		default:
@@ -142,47 +123,65 @@ func (u *unionFS) resolve(parent *node, name string, full bool) (r resolved, err
 	if pOpaque {
 		return r, boolErrno(found)
 	}
-	lrel := r.lrel
 	isDir := found && r.st.Mode&unix.S_IFMT == unix.S_IFDIR
 	for _, li := range pLowers {
 		l := u.layers[li]
-		var st unix.Stat_t
-		switch e := fstatat(l, lrel, &st); e {
-		case 0:
-		case syscall.ENOENT, syscall.ENOTDIR:
-			if exists(l.fd, join(plrel, whiteoutPrefix+name)) {
-				return r, boolErrno(found)
-			}
+		d, e := dirAt(l.fd, plrel)
+		if e == syscall.ENOENT || e == syscall.ENOTDIR {
 			continue
-		default:
+		} else if e != 0 {
 			return r, e
 		}
-		if isWhiteout(&st) {
-			return r, boolErrno(found)
+		le := entry{dir: d.fd, name: name, own: d.own}
+		done, e := u.resolveLower(&r, li, le, &found, &isDir)
+		if r.low.dir != le.dir {
+			le.Close()
 		}
-		// Entries of OCI whiteout files themselves never show.
-		r.inLower = true
-		stDir := st.Mode&unix.S_IFMT == unix.S_IFDIR
-		if found && !(isDir && stDir) {
-			// A non-directory above hides everything below; so does any
-			// entry above a non-directory.
-			return r, 0
-		}
-		if !found {
-			found, r.st, r.layer, isDir = true, st, l, stDir
-		}
-		if r.lower < 0 {
-			r.lower, r.lowerIno = li, st.Ino
-		}
-		if !stDir {
-			return r, 0
-		}
-		r.dirLowers = append(r.dirLowers, li)
-		if u.isOpaque(l, lrel) {
-			return r, 0
+		if done || e != 0 {
+			return r, e
 		}
 	}
 	return r, boolErrno(found)
+}
+
+// resolveLower is one step of resolve: name in lower layer li, as le. It
+// reports whether the search ends here; le becomes r.low when it is the
+// topmost lower entry.
+func (u *unionFS) resolveLower(r *resolved, li int, le entry, found, isDir *bool) (done bool, errno syscall.Errno) {
+	l := u.layers[li]
+	var st unix.Stat_t
+	switch e := le.Stat(&st); e {
+	case 0:
+	case syscall.ENOENT, syscall.ENOTDIR:
+		if le.sibling(whiteoutPrefix + le.name).exists() {
+			return true, boolErrno(*found)
+		}
+		return false, 0
+	default:
+		return true, e
+	}
+	if isWhiteout(&st) {
+		return true, boolErrno(*found)
+	}
+	// Entries of OCI whiteout files themselves never show.
+	r.inLower = true
+	stDir := st.Mode&unix.S_IFMT == unix.S_IFDIR
+	if *found && !(*isDir && stDir) {
+		// A non-directory above hides everything below; so does any
+		// entry above a non-directory.
+		return true, 0
+	}
+	if !*found {
+		*found, r.st, r.layer, *isDir = true, st, l, stDir
+	}
+	if r.lower < 0 {
+		r.lower, r.lowerIno, r.low = li, st.Ino, le
+	}
+	if !stDir {
+		return true, 0
+	}
+	r.dirLowers = append(r.dirLowers, li)
+	return u.isOpaque(l, le), 0
 }
 
 func boolErrno(found bool) syscall.Errno {
@@ -271,20 +270,18 @@ func (o overrideStat) format() string {
 	return s
 }
 
-// applyOverride rewrites st from the override xattr of rel in l, if any.
-func applyOverride(l *layer, rel string, st *unix.Stat_t) {
+// applyOverride rewrites st from the override xattr of e in l, if any.
+func applyOverride(l *layer, e entry, st *unix.Stat_t) {
 	if !l.override {
 		return
 	}
-	applyOverridePath(xattrPath(l, rel), st)
+	if v, ok := e.getxattrString(overrideXattr); ok {
+		applyOverrideValue(v, st)
+	}
 }
 
-// applyOverridePath rewrites st from the override xattr of path, if any.
-func applyOverridePath(path string, st *unix.Stat_t) {
-	v, ok := getxattrString(path, overrideXattr)
-	if !ok {
-		return
-	}
+// applyOverrideValue rewrites st from an override xattr's value.
+func applyOverrideValue(v string, st *unix.Stat_t) {
 	o, ok := parseOverride(v)
 	if !ok {
 		return

@@ -2,7 +2,6 @@ package unionfs
 
 import (
 	"context"
-	"strconv"
 	"sync"
 	"syscall"
 
@@ -71,6 +70,9 @@ func (n *node) isMerged() bool {
 }
 
 // upperRel is the node's path in the upper layer now. The root is ".".
+// It is made from go-fuse's tree, which a rename changes only after the
+// rename is done on disk: hold u.treeMu (read) from making the path to
+// resolving it, so the two always agree (see renameLocker).
 func (n *node) upperRel() string {
 	if n == n.u.root {
 		return "."
@@ -82,44 +84,54 @@ func (n *node) upperRel() string {
 	return p
 }
 
-// backing returns the layer fd and path that hold the node's data and
-// attributes at this moment.
-func (n *node) backing() (*layer, int, string) {
+// upperEntry resolves the node's own upper entry beneath the upper root.
+func (n *node) upperEntry() (entry, syscall.Errno) {
+	n.u.treeMu.RLock()
+	defer n.u.treeMu.RUnlock()
+	return entryAt(n.u.upper.fd, n.upperRel())
+}
+
+// upperDir opens the node's upper directory, for acting on its entries.
+func (n *node) upperDir() (dirRef, syscall.Errno) {
+	n.u.treeMu.RLock()
+	defer n.u.treeMu.RUnlock()
+	return dirAt(n.u.upper.fd, n.upperRel())
+}
+
+// backing resolves where the node's data and attributes live at this
+// moment: the layer and the entry there. The caller closes the entry.
+func (n *node) backing() (*layer, entry, syscall.Errno) {
 	n.mu.Lock()
 	index, hasUpper, lower, lpath, tmp := n.index, n.hasUpper, n.lower, n.lowerRel(), n.tmpPath
 	n.mu.Unlock()
 	switch {
 	case tmp != "":
-		return n.u.upper, unix.AT_FDCWD, tmp
+		return n.u.upper, entry{dir: unix.AT_FDCWD, name: tmp, magic: true}, 0
 	case index != "":
-		return n.u.upper, n.u.idxFd, index
+		return n.u.upper, entry{dir: n.u.idxFd, name: index}, 0
 	case hasUpper:
-		return n.u.upper, n.u.upper.fd, n.upperRel()
+		e, errno := n.upperEntry()
+		return n.u.upper, e, errno
 	default:
 		l := n.u.layers[lower]
-		return l, l.fd, lpath
+		e, errno := entryAt(l.fd, lpath)
+		return l, e, errno
 	}
 }
 
 // stat fills st with the node's attributes as the union shows them.
 func (n *node) stat(st *unix.Stat_t) syscall.Errno {
-	l, fd, rel := n.backing()
-	if err := unix.Fstatat(fd, dirOf(rel), st, unix.AT_SYMLINK_NOFOLLOW); err != nil {
-		return err.(syscall.Errno)
+	l, e, errno := n.backing()
+	if errno != 0 {
+		return errno
 	}
-	if fd == n.u.idxFd {
-		applyOverrideAt(n.u, "/proc/self/fd/"+strconv.Itoa(fd)+"/"+rel, st)
-		n.fixIdentity(st)
-	} else {
-		n.fixStat(l, rel, st)
+	defer e.Close()
+	if errno := e.Stat(st); errno != 0 {
+		return errno
 	}
-	return 0
-}
-
-// fixStat turns the backing entry's attributes into the union's.
-func (n *node) fixStat(l *layer, rel string, st *unix.Stat_t) {
-	applyOverride(l, rel, st)
+	applyOverride(l, e, st)
 	n.fixIdentity(st)
+	return 0
 }
 
 func (n *node) fixIdentity(st *unix.Stat_t) {
@@ -140,17 +152,12 @@ func (n *node) fixIdentity(st *unix.Stat_t) {
 	}
 }
 
-func applyOverrideAt(u *unionFS, path string, st *unix.Stat_t) {
-	if u.upper.override {
-		applyOverridePath(path, st)
-	}
-}
-
 func (n *node) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*fs.Inode, syscall.Errno) {
 	r, errno := n.u.resolve(n, name, false)
 	if errno != 0 {
 		return nil, errno
 	}
+	defer r.close()
 	return n.u.newChild(ctx, n, name, &r, out), 0
 }
 
@@ -164,7 +171,7 @@ func (u *unionFS) newChild(ctx context.Context, parent *node, name string, r *re
 		if isReg && u.kernelIndex {
 			// A file the kernel copied up names its origin; it keeps the
 			// origin's inode number there, and so must it here.
-			u.learnOrigin(r.urel, r.st.Ino)
+			u.learnOrigin(r.up, r.st.Ino)
 		}
 		ino = u.ino(u.upper, r.st.Ino)
 		if r.st.Mode&unix.S_IFMT == unix.S_IFDIR && !r.opaque && r.lower >= 0 {
@@ -172,12 +179,12 @@ func (u *unionFS) newChild(ctx context.Context, parent *node, name string, r *re
 			ino = u.ino(u.layers[r.lower], r.lowerIno)
 		}
 		if isReg && r.st.Nlink > 1 {
-			indexKey = u.indexOfUpper(r.urel, r.st.Ino)
+			indexKey = u.indexOfUpper(r.up, r.st.Ino)
 		}
 	} else {
 		ino = u.ino(r.layer, r.st.Ino)
 		if isReg && r.st.Nlink > 1 && u.upper != nil {
-			if key := u.indexKey(r.layer, r.lrel, r.st.Ino); u.indexed(key) != nil {
+			if key := u.indexKey(r.layer, r.low, r.st.Ino); u.indexed(key) != nil {
 				indexKey = key
 			}
 		}
@@ -193,7 +200,7 @@ func (u *unionFS) newChild(ctx context.Context, parent *node, name string, r *re
 	// The override may change the type (a device stored as an empty
 	// file), and the inode's type is fixed at creation: apply it first.
 	st := r.st
-	applyOverride(r.layer, r.rel(), &st)
+	applyOverride(r.layer, r.visible(), &st)
 	// go-fuse merges inodes by number only after Lookup returns, keeping
 	// the node it already had; the state of the node we return must
 	// therefore go to that one. strata keeps its own registry of live
@@ -245,12 +252,12 @@ func (u *unionFS) newChild(ctx context.Context, parent *node, name string, r *re
 	return ch
 }
 
-// rel is the path of the visible entry in r.layer.
-func (r *resolved) rel() string {
+// visible is the entry of r.layer that the union shows.
+func (r *resolved) visible() entry {
 	if r.hasUpper {
-		return r.urel
+		return r.up
 	}
-	return r.lrel
+	return r.low
 }
 
 func (u *unionFS) setTimeouts(upper bool, out *fuse.EntryOut) {
@@ -298,18 +305,12 @@ func (n *node) setAttrTimeout(out *fuse.AttrOut) {
 }
 
 func (n *node) Readlink(ctx context.Context) ([]byte, syscall.Errno) {
-	_, fd, rel := n.backing()
-	buf := make([]byte, 4096)
-	for {
-		sz, err := unix.Readlinkat(fd, rel, buf)
-		if err != nil {
-			return nil, err.(syscall.Errno)
-		}
-		if sz < len(buf) {
-			return buf[:sz], 0
-		}
-		buf = make([]byte, len(buf)*4)
+	_, e, errno := n.backing()
+	if errno != 0 {
+		return nil, errno
 	}
+	defer e.Close()
+	return e.Readlink()
 }
 
 func (n *node) Statfs(ctx context.Context, out *fuse.StatfsOut) syscall.Errno {

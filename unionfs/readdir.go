@@ -2,7 +2,6 @@ package unionfs
 
 import (
 	"context"
-	"strconv"
 	"strings"
 	"syscall"
 	"unsafe"
@@ -58,9 +57,7 @@ func (d *dirHandle) Getattr(ctx context.Context, out *fuse.AttrOut) syscall.Errn
 	if err := unix.Fstat(d.fd, &st); err != nil {
 		return errnoOf(err)
 	}
-	if l, _, _ := d.n.backing(); l.override {
-		applyOverridePath("/proc/self/fd/"+strconv.Itoa(d.fd)+"/.", &st)
-	}
+	applyOverride(d.n.u.upper, entry{dir: d.fd, name: "."}, &st)
 	d.n.fixIdentity(&st)
 	statToAttr(&st, &out.Attr)
 	d.n.setAttrTimeout(out)
@@ -82,15 +79,12 @@ func (d *dirHandle) Seekdir(ctx context.Context, off uint64) syscall.Errno {
 }
 
 func (d *dirHandle) Fsyncdir(ctx context.Context, flags uint32) syscall.Errno {
-	d.n.mu.Lock()
-	up := d.n.hasUpper
-	d.n.mu.Unlock()
-	if !up {
+	if d.fd < 0 {
 		return 0
 	}
-	fd, err := unix.Openat(d.n.u.upper.fd, d.n.upperRel(), unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	fd, err := unix.Openat(d.fd, ".", unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
 	if err != nil {
-		return err.(syscall.Errno)
+		return errnoOf(err)
 	}
 	defer unix.Close(fd)
 	return errnoOf(unix.Fsync(fd))
@@ -125,10 +119,20 @@ func (n *node) OpendirHandle(ctx context.Context, flags uint32) (fs.FileHandle, 
 	// while open; hold its fd so fstat still works then. A lower-only
 	// directory stays where it is.
 	fd := -1
-	if l, dirfd, rel := n.backing(); l.upper {
-		var err error
-		if fd, err = unix.Openat(dirfd, dirOf(rel), unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0); err != nil {
-			return nil, 0, errnoOf(err)
+	n.mu.Lock()
+	up := n.hasUpper
+	n.mu.Unlock()
+	if up {
+		d, errno := n.upperDir()
+		if errno != 0 {
+			return nil, 0, errno
+		}
+		fd = d.fd
+		if !d.own {
+			var err error
+			if fd, err = unix.Dup(d.fd); err != nil {
+				return nil, 0, errnoOf(err)
+			}
 		}
 	}
 	return &dirHandle{entries: entries, n: n, fd: fd}, fuseFlags, 0
@@ -141,19 +145,14 @@ type rawDirent struct {
 	typ  uint8
 }
 
-// readDirAt lists rel in fd with getdents64, keeping d_ino and d_type,
-// which os.ReadDir would make us stat for.
-func readDirAt(fd int, rel string, fn func(rawDirent)) syscall.Errno {
-	dfd, err := unix.Openat(fd, dirOf(rel), unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
-	if err != nil {
-		return err.(syscall.Errno)
-	}
-	defer unix.Close(dfd)
+// readDirFd lists the open directory fd with getdents64, keeping d_ino
+// and d_type, which os.ReadDir would make us stat for.
+func readDirFd(dfd int, fn func(rawDirent)) syscall.Errno {
 	buf := make([]byte, 32<<10)
 	for {
 		nread, err := unix.Getdents(dfd, buf)
 		if err != nil {
-			return err.(syscall.Errno)
+			return errnoOf(err)
 		}
 		if nread <= 0 {
 			return 0
@@ -191,12 +190,23 @@ func dtToMode(t uint8) uint32 {
 // each lower's, without duplicates, whiteouts or whiteout markers, and
 // stopping at an opaque layer.
 func (n *node) merged() ([]fuse.DirEntry, syscall.Errno) {
-	return n.u.mergedAt(n, n.upperRel())
+	n.mu.Lock()
+	up := n.hasUpper
+	n.mu.Unlock()
+	d := dirRef{fd: -1}
+	if up && n.u.upper != nil {
+		var errno syscall.Errno
+		if d, errno = n.upperDir(); errno != 0 {
+			return nil, errno
+		}
+		defer d.Close()
+	}
+	return n.u.mergedAt(n, d)
 }
 
-// mergedAt is merged for a directory whose upper path is urel; n need not
-// be in the tree.
-func (u *unionFS) mergedAt(n *node, urel string) ([]fuse.DirEntry, syscall.Errno) {
+// mergedAt is merged for a directory whose upper part is ud (fd -1:
+// none); n need not be in the tree.
+func (u *unionFS) mergedAt(n *node, ud dirRef) ([]fuse.DirEntry, syscall.Errno) {
 	n.mu.Lock()
 	hasUpper, opaque, dirLowers, lrel := n.hasUpper, n.opaque, n.dirLowers, n.lowerRel()
 	n.mu.Unlock()
@@ -204,11 +214,15 @@ func (u *unionFS) mergedAt(n *node, urel string) ([]fuse.DirEntry, syscall.Errno
 	var out []fuse.DirEntry
 	hidden := map[string]bool{}   // names settled by a higher layer
 	upperDirs := map[string]int{} // upper subdirectories, by index in out
-	if hasUpper && u.upper != nil {
-		errno := readDirAt(u.upper.fd, urel, func(e rawDirent) {
+	if hasUpper && ud.fd >= 0 {
+		dfd, err := unix.Openat(ud.fd, ".", unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+		if err != nil {
+			return nil, errnoOf(err)
+		}
+		errno := readDirFd(dfd, func(e rawDirent) {
 			if e.typ == unix.DT_CHR {
 				var st unix.Stat_t
-				if fstatat(u.upper, join(urel, e.name), &st) == 0 && isWhiteout(&st) {
+				if ud.at(e.name).Stat(&st) == 0 && isWhiteout(&st) {
 					hidden[e.name] = true
 					return
 				}
@@ -223,6 +237,7 @@ func (u *unionFS) mergedAt(n *node, urel string) ([]fuse.DirEntry, syscall.Errno
 			}
 			out = append(out, fuse.DirEntry{Name: e.name, Ino: u.ino(u.upper, e.ino), Mode: dtToMode(e.typ)})
 		})
+		unix.Close(dfd)
 		if errno != 0 {
 			return nil, errno
 		}
@@ -234,7 +249,14 @@ func (u *unionFS) mergedAt(n *node, urel string) ([]fuse.DirEntry, syscall.Errno
 		l := u.layers[li]
 		var layerHidden []string
 		opq := false
-		errno := readDirAt(l.fd, lrel, func(e rawDirent) {
+		dfd, err := openat2Beneath(l.fd, dirOf(lrel), unix.O_RDONLY|unix.O_DIRECTORY)
+		if err == unix.ENOENT || err == unix.ENOTDIR {
+			continue
+		} else if err != nil {
+			return nil, errnoOf(err)
+		}
+		ld := dirRef{fd: dfd}
+		errno := readDirFd(dfd, func(e rawDirent) {
 			if strings.HasPrefix(e.name, whiteoutPrefix) {
 				if e.name == opaqueMarker {
 					opq = true
@@ -250,7 +272,7 @@ func (u *unionFS) mergedAt(n *node, urel string) ([]fuse.DirEntry, syscall.Errno
 				// unless it became opaque (then it is a new directory); the
 				// first lower entry of the name decides, as in lookup.
 				delete(upperDirs, e.name)
-				if e.typ == unix.DT_DIR && !u.isOpaque(u.upper, join(urel, e.name)) {
+				if e.typ == unix.DT_DIR && !u.isOpaque(u.upper, ud.at(e.name)) {
 					out[i].Ino = u.ino(l, e.ino)
 				}
 				return
@@ -260,7 +282,7 @@ func (u *unionFS) mergedAt(n *node, urel string) ([]fuse.DirEntry, syscall.Errno
 			}
 			if e.typ == unix.DT_CHR {
 				var st unix.Stat_t
-				if fstatat(l, join(lrel, e.name), &st) == 0 && isWhiteout(&st) {
+				if ld.at(e.name).Stat(&st) == 0 && isWhiteout(&st) {
 					layerHidden = append(layerHidden, e.name)
 					return
 				}
@@ -268,7 +290,8 @@ func (u *unionFS) mergedAt(n *node, urel string) ([]fuse.DirEntry, syscall.Errno
 			layerHidden = append(layerHidden, e.name)
 			out = append(out, fuse.DirEntry{Name: e.name, Ino: u.ino(l, e.ino), Mode: dtToMode(e.typ)})
 		})
-		if errno != 0 && errno != syscall.ENOENT && errno != syscall.ENOTDIR {
+		unix.Close(dfd)
+		if errno != 0 {
 			return nil, errno
 		}
 		for _, h := range layerHidden {
@@ -279,6 +302,13 @@ func (u *unionFS) mergedAt(n *node, urel string) ([]fuse.DirEntry, syscall.Errno
 		}
 	}
 	return out, 0
+}
+
+func dirOf(rel string) string {
+	if rel == "" {
+		return "."
+	}
+	return rel
 }
 
 func errnoOf(err error) syscall.Errno {

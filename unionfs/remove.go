@@ -2,7 +2,6 @@ package unionfs
 
 import (
 	"context"
-	"os"
 	"syscall"
 
 	"github.com/hanwen/go-fuse/v2/fs"
@@ -21,6 +20,7 @@ func (n *node) Unlink(ctx context.Context, name string) syscall.Errno {
 	if errno != 0 {
 		return errno
 	}
+	defer func() { r.close() }()
 	if errno := u.copyUp(n); errno != 0 {
 		return errno
 	}
@@ -67,6 +67,7 @@ func (u *unionFS) prepareHardlink(ctx context.Context, parent *node, name string
 	if errno != 0 {
 		return "", errno
 	}
+	r.close()
 	*r = nr
 	return index, 0
 }
@@ -77,6 +78,7 @@ func (n *node) Rmdir(ctx context.Context, name string) syscall.Errno {
 	if errno != 0 {
 		return errno
 	}
+	defer r.close()
 	if r.st.Mode&unix.S_IFMT != unix.S_IFDIR {
 		return syscall.ENOTDIR
 	}
@@ -92,11 +94,20 @@ func (n *node) Rmdir(ctx context.Context, name string) syscall.Errno {
 }
 
 // emptyInUnion fails with ENOTEMPTY unless directory name of parent shows
-// no entries (it may still hold whiteouts in the upper).
+// no entries (it may still hold whiteouts in the upper). r is name's
+// resolution in parent.
 func (u *unionFS) emptyInUnion(parent *node, name string, r *resolved) syscall.Errno {
 	probe := &node{u: u, hasUpper: r.hasUpper, opaque: r.opaque, dirLowers: r.dirLowers, lower: r.lower}
 	probe.lowerPath = join(parent.lowerRel(), name)
-	entries, errno := u.mergedAt(probe, join(parent.upperRel(), name))
+	ud := dirRef{fd: -1}
+	if r.hasUpper {
+		var errno syscall.Errno
+		if ud, errno = r.up.openDir(); errno != 0 {
+			return errno
+		}
+		defer ud.Close()
+	}
+	entries, errno := u.mergedAt(probe, ud)
 	if errno != 0 {
 		return errno
 	}
@@ -123,60 +134,64 @@ func (u *unionFS) needsWhiteout(parent *node, name string, r *resolved) bool {
 // upper entry in one rename, so no moment shows the lower entry again.
 func (u *unionFS) remove(parent *node, name string, r *resolved, isDir bool) syscall.Errno {
 	parent.dropListing()
-	urel := parent.upperRel()
-	dst := join(urel, name)
+	pd, errno := parent.upperDir()
+	if errno != 0 {
+		return errno
+	}
+	defer pd.Close()
+	dst := pd.at(name)
 	whiteout := u.needsWhiteout(parent, name, r)
 	if !r.hasUpper {
 		if whiteout {
-			return u.writeWhiteout(urel, name)
+			return u.writeWhiteout(dst)
 		}
 		return 0
 	}
 	if !whiteout {
 		if isDir {
-			return u.removeUpperDir(u.upper.fd, dst)
+			return removeUpperDir(dst)
 		}
-		return errnoOf(unix.Unlinkat(u.upper.fd, dst, 0))
+		return dst.Unlink(0)
 	}
 	if !u.charWhiteouts {
-		if errno := u.writeWhiteout(urel, name); errno != 0 {
+		if errno := u.writeWhiteout(dst); errno != 0 {
 			return errno
 		}
 		if isDir {
-			return u.removeUpperDir(u.upper.fd, dst)
+			return removeUpperDir(dst)
 		}
-		return errnoOf(unix.Unlinkat(u.upper.fd, dst, 0))
+		return dst.Unlink(0)
 	}
-	tmp := u.tmpName()
-	if err := unix.Mknodat(u.workFd, tmp, unix.S_IFCHR, 0); err != nil {
-		return errnoOf(err)
+	tmp := u.workEntry(u.tmpName())
+	if errno := tmp.Mknod(unix.S_IFCHR, 0); errno != 0 {
+		return errno
 	}
 	if isDir {
-		if err := unix.Renameat2(u.workFd, tmp, u.upper.fd, dst, unix.RENAME_EXCHANGE); err != nil {
-			unix.Unlinkat(u.workFd, tmp, 0)
-			return errnoOf(err)
+		if errno := renameEntries(tmp, dst, unix.RENAME_EXCHANGE); errno != 0 {
+			tmp.Unlink(0)
+			return errno
 		}
-		return u.removeUpperDir(u.workFd, tmp)
+		return removeUpperDir(tmp)
 	}
-	if err := unix.Renameat(u.workFd, tmp, u.upper.fd, dst); err != nil {
-		unix.Unlinkat(u.workFd, tmp, 0)
-		return errnoOf(err)
+	if errno := renameEntries(tmp, dst, 0); errno != 0 {
+		tmp.Unlink(0)
+		return errno
 	}
 	return 0
 }
 
-// writeWhiteout marks name in upper dir urel as deleted.
-func (u *unionFS) writeWhiteout(urel, name string) syscall.Errno {
+// writeWhiteout marks e, a name in an upper dir, as deleted.
+func (u *unionFS) writeWhiteout(e entry) syscall.Errno {
 	if u.charWhiteouts {
-		err := unix.Mknodat(u.upper.fd, join(urel, name), unix.S_IFCHR, 0)
-		if err == unix.EEXIST {
+		errno := e.Mknod(unix.S_IFCHR, 0)
+		if errno == syscall.EEXIST {
 			return 0
 		}
-		return errnoOf(err)
+		return errno
 	}
-	fd, err := unix.Openat(u.upper.fd, join(urel, whiteoutPrefix+name), unix.O_CREAT|unix.O_WRONLY|unix.O_CLOEXEC, 0o600)
-	if err != nil {
-		return errnoOf(err)
+	fd, errno := e.sibling(whiteoutPrefix+e.name).Open(unix.O_CREAT|unix.O_WRONLY, 0o600)
+	if errno != 0 {
+		return errno
 	}
 	unix.Close(fd)
 	return 0
@@ -184,20 +199,10 @@ func (u *unionFS) writeWhiteout(urel, name string) syscall.Errno {
 
 // removeUpperDir removes a directory the union shows as empty: it may
 // hold whiteouts, never data.
-func (u *unionFS) removeUpperDir(dirfd int, rel string) syscall.Errno {
-	err := unix.Unlinkat(dirfd, rel, unix.AT_REMOVEDIR)
-	if err == unix.ENOTEMPTY || err == unix.EEXIST {
-		if err := os.RemoveAll(u.workPath(dirfd, rel)); err != nil {
-			return errnoOf(unwrapErrno(err))
-		}
-		return 0
+func removeUpperDir(e entry) syscall.Errno {
+	errno := e.Unlink(unix.AT_REMOVEDIR)
+	if errno == syscall.ENOTEMPTY || errno == syscall.EEXIST {
+		return removeAllAt(e.dir, e.name)
 	}
-	return errnoOf(err)
-}
-
-func unwrapErrno(err error) error {
-	if pe, ok := err.(*os.PathError); ok {
-		return pe.Err
-	}
-	return err
+	return errno
 }

@@ -37,12 +37,14 @@ func (n *node) Rename(ctx context.Context, name string, newParent fs.InodeEmbedd
 	if errno != 0 {
 		return errno
 	}
+	defer src.close()
 	srcIsDir := src.st.Mode&unix.S_IFMT == unix.S_IFDIR
 	dst, derr := u.resolve(np, newName, true)
 	dstExists := derr == 0
 	if derr != 0 && derr != syscall.ENOENT {
 		return derr
 	}
+	defer dst.close()
 	dstIsDir := dstExists && dst.st.Mode&unix.S_IFMT == unix.S_IFDIR
 	exchange := flags&unix.RENAME_EXCHANGE != 0
 	switch {
@@ -99,81 +101,92 @@ func (n *node) Rename(ctx context.Context, name string, newParent fs.InodeEmbedd
 	defer u.copyMu.Unlock()
 	n.dropListing()
 	np.dropListing()
-	surel, durel := n.upperRel(), np.upperRel()
-	srcRel, dstRel := join(surel, name), join(durel, newName)
+	// The parents are held by fd from here on: whatever else moves, the
+	// rename happens in the directories the kernel named.
+	sd, errno := n.upperDir()
+	if errno != 0 {
+		return errno
+	}
+	defer sd.Close()
+	dd, errno := np.upperDir()
+	if errno != 0 {
+		return errno
+	}
+	defer dd.Close()
+	se, de := sd.at(name), dd.at(newName)
+	defer u.holdTreeForRename(ctx)()
 	if exchange {
 		// Each directory that lands in a merged parent is marked opaque,
 		// as overlayfs marks it.
 		if srcIsDir && !src.opaque && np.isMerged() {
-			if err := unix.Lsetxattr(xattrPath(u.upper, srcRel), u.opaqueXattr, []byte("y"), 0); err != nil {
-				return errnoOf(err)
+			if errno := se.Setxattr(u.opaqueXattr, []byte("y"), 0); errno != 0 {
+				return errno
 			}
 			srcNode.setOpaque()
 		}
 		if dstIsDir && !dst.opaque && n.isMerged() {
-			if err := unix.Lsetxattr(xattrPath(u.upper, dstRel), u.opaqueXattr, []byte("y"), 0); err != nil {
-				return errnoOf(err)
+			if errno := de.Setxattr(u.opaqueXattr, []byte("y"), 0); errno != 0 {
+				return errno
 			}
 			dstNode.setOpaque()
 		}
-		return errnoOf(unix.Renameat2(u.upper.fd, srcRel, u.upper.fd, dstRel, unix.RENAME_EXCHANGE))
+		return renameEntries(se, de, unix.RENAME_EXCHANGE)
 	}
 
 	// Clear the way: an upper directory at the target holds only
 	// whiteouts; move it aside and delete it once the rename is done.
-	var aside string
+	var aside entry
 	if dstIsDir && dst.hasUpper && !dstPureUpper {
-		aside = u.tmpName()
-		if err := unix.Renameat(u.upper.fd, dstRel, u.workFd, aside); err != nil {
-			return errnoOf(err)
+		aside = u.workEntry(u.tmpName())
+		if errno := renameEntries(de, aside, 0); errno != 0 {
+			return errno
 		}
 	}
-	wdev, wfile := u.whiteoutAt(durel, newName)
+	wdev, wfile := u.whiteoutAt(de)
 	// A directory moved under a merged parent is marked opaque, as
 	// overlayfs marks it, and must be where lower entries of the target
 	// name would otherwise show through.
 	madeOpaque := srcIsDir && !src.opaque && (wdev || wfile || np.isMerged() || (dstExists && u.needsWhiteout(np, newName, &dst)))
 	if madeOpaque {
 		// Lower entries under the target name must stay hidden.
-		if err := unix.Lsetxattr(xattrPath(u.upper, srcRel), u.opaqueXattr, []byte("y"), 0); err != nil {
-			return errnoOf(err)
+		if errno := se.Setxattr(u.opaqueXattr, []byte("y"), 0); errno != 0 {
+			return errno
 		}
 	}
 	srcWhiteout := u.needsWhiteout(n, name, &src)
-	var err error
 	if srcIsDir && wdev {
-		err = unix.Renameat2(u.upper.fd, srcRel, u.upper.fd, dstRel, unix.RENAME_EXCHANGE)
-		if err == nil {
-			// srcRel now holds the old whiteout of the target.
+		errno = renameEntries(se, de, unix.RENAME_EXCHANGE)
+		if errno == 0 {
+			// se now holds the old whiteout of the target.
 			if !srcWhiteout {
-				unix.Unlinkat(u.upper.fd, srcRel, 0)
+				se.Unlink(0)
 			}
 			srcWhiteout = false
 		}
 	} else if srcWhiteout && u.charWhiteouts {
-		err = unix.Renameat2(u.upper.fd, srcRel, u.upper.fd, dstRel, unix.RENAME_WHITEOUT)
-		if err == nil {
+		errno = renameEntries(se, de, unix.RENAME_WHITEOUT)
+		if errno == 0 {
 			srcWhiteout = false
-		} else if err == unix.EINVAL || err == unix.EPERM {
-			err = unix.Renameat(u.upper.fd, srcRel, u.upper.fd, dstRel)
+		} else if errno == syscall.EINVAL || errno == syscall.EPERM {
+			errno = renameEntries(se, de, 0)
 		}
 	} else {
-		err = unix.Renameat(u.upper.fd, srcRel, u.upper.fd, dstRel)
+		errno = renameEntries(se, de, 0)
 	}
-	if err != nil {
-		if aside != "" {
-			unix.Renameat(u.workFd, aside, u.upper.fd, dstRel)
+	if errno != 0 {
+		if aside.name != "" {
+			renameEntries(aside, de, 0)
 		}
-		return errnoOf(err)
+		return errno
 	}
-	if aside != "" {
-		u.removeUpperDir(u.workFd, aside)
+	if aside.name != "" {
+		removeUpperDir(aside)
 	}
 	if wfile {
-		unix.Unlinkat(u.upper.fd, join(durel, whiteoutPrefix+newName), 0)
+		dd.at(whiteoutPrefix + newName).Unlink(0)
 	}
 	if srcWhiteout {
-		if errno := u.writeWhiteout(surel, name); errno != 0 {
+		if errno := u.writeWhiteout(se); errno != 0 {
 			return errno
 		}
 	}
@@ -190,4 +203,38 @@ func (n *node) setOpaque() {
 	n.mu.Lock()
 	n.opaque = true
 	n.mu.Unlock()
+}
+
+// holdTreeForRename takes treeMu for writing, so no operation makes a path
+// from go-fuse's tree while the upper and the tree disagree. go-fuse moves
+// its nodes only after Rename returns, so the lock is handed to
+// renameLocker, which releases it once that is done; the returned func
+// releases it only where no such hand-over is possible.
+func (u *unionFS) holdTreeForRename(ctx context.Context) (release func()) {
+	u.treeMu.Lock()
+	if fc, ok := ctx.(*fuse.Context); ok && fc.Cancel != nil {
+		u.renameOwner.Store(fc.Cancel)
+		return func() {}
+	}
+	return u.treeMu.Unlock
+}
+
+// noRenameOwner is renameOwner's value while no rename holds treeMu.
+var noRenameOwner <-chan struct{}
+
+// renameLocker is the raw filesystem go-fuse serves: its own, with Rename
+// releasing treeMu once go-fuse's tree shows what the rename did on disk.
+// Requests are told apart by their cancel channel, which go-fuse makes
+// per request.
+type renameLocker struct {
+	fuse.RawFileSystem
+	u *unionFS
+}
+
+func (r renameLocker) Rename(cancel <-chan struct{}, in *fuse.RenameIn, oldName, newName string) fuse.Status {
+	st := r.RawFileSystem.Rename(cancel, in, oldName, newName)
+	if r.u.renameOwner.CompareAndSwap(cancel, noRenameOwner) {
+		r.u.treeMu.Unlock()
+	}
+	return st
 }

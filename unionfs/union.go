@@ -1,11 +1,9 @@
 package unionfs
 
 import (
-	"errors"
 	"fmt"
 	"log/slog"
 	"os"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -56,7 +54,13 @@ type unionFS struct {
 	euid, egid uint32
 
 	copyMu sync.Mutex // serialises copy-ups, whiteouts and renames in the upper
-	tmpSeq atomic.Uint64
+	// treeMu makes renames atomic for everything that turns go-fuse's tree
+	// into an upper path (read-held from making the path to resolving it);
+	// a rename holds it from its change on disk until go-fuse's tree shows
+	// it (see holdTreeForRename). renameOwner is the holding request.
+	treeMu      sync.RWMutex
+	renameOwner atomic.Value
+	tmpSeq      atomic.Uint64
 
 	// copiedUp maps an upper inode number to the number its lower origin
 	// had, so a node keeps its st_ino across copy-up even if the kernel
@@ -83,6 +87,7 @@ const overrideXattr = "user.containers.override_stat"
 func newUnionFS(opts Options) (*unionFS, error) {
 	u := &unionFS{opts: opts, log: opts.Logger, workFd: -1, idxFd: -1,
 		copiedUp: map[uint64]uint64{}, nodes: map[uint64]*node{}, index: map[string]*indexEntry{}, indexByIno: map[uint64]string{}}
+	u.renameOwner.Store(noRenameOwner)
 	// The server creates files for callers: modes must arrive unmasked.
 	syscall.Umask(0)
 	u.euid, u.egid = uint32(os.Geteuid()), uint32(os.Getegid())
@@ -116,13 +121,24 @@ func openLayer(path string, upper bool) (*layer, error) {
 	if err != nil {
 		return nil, err
 	}
+	// Every layer path is resolved by openat2 (see beneath.go); without
+	// it strata cannot keep a container inside its layers.
+	if probe, err := openat2Beneath(fd, ".", unix.O_PATH); err != nil {
+		unix.Close(fd)
+		if err == unix.ENOSYS {
+			return nil, fmt.Errorf("openat2 is missing (Linux 5.6 or later is required)")
+		}
+		return nil, err
+	} else {
+		unix.Close(probe)
+	}
 	var st unix.Stat_t
 	if err := unix.Fstat(fd, &st); err != nil {
 		unix.Close(fd)
 		return nil, err
 	}
 	l := &layer{path: path, fd: fd, dev: st.Dev, upper: upper, procPrefix: "/proc/self/fd/" + strconv.Itoa(fd) + "/"}
-	if _, err := unix.Lgetxattr(path, overrideXattr, nil); err == nil {
+	if _, errno := (entry{dir: fd, name: "."}).Getxattr(overrideXattr, nil); errno == 0 {
 		l.override = true
 	}
 	return l, nil
@@ -152,35 +168,35 @@ func (u *unionFS) probe() error {
 		u.realOwners = u.opts.Ownership != OwnershipXattr
 		return nil
 	}
-	work := u.opts.Work
-	if err := os.Mkdir(filepath.Join(work, "work"), 0o700); err != nil && !errors.Is(err, os.ErrExist) {
-		return fmt.Errorf("workdir %s: %w", work, err)
+	work, err := unix.Open(u.opts.Work, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return fmt.Errorf("workdir %s: %w", u.opts.Work, err)
+	}
+	defer unix.Close(work)
+	if u.workFd, err = u.workSubdir(work, "work"); err != nil {
+		return err
 	}
 	// Leftovers of an interrupted copy-up are never visible; clear them.
-	if ents, err := os.ReadDir(filepath.Join(work, "work")); err == nil {
-		for _, e := range ents {
-			os.RemoveAll(filepath.Join(work, "work", e.Name()))
-		}
+	if errno := clearDir(u.workFd); errno != 0 {
+		return fmt.Errorf("workdir %s: clearing work/: %w", u.opts.Work, errno)
 	}
-	var err error
-	if u.workFd, err = unix.Open(filepath.Join(work, "work"), unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0); err != nil {
-		return fmt.Errorf("workdir %s: %w", work, err)
-	}
-	probe := filepath.Join(work, "work", "probe")
+	probe := u.workEntry("probe")
 	if !u.opts.UserXattr {
-		os.WriteFile(probe, nil, 0o600)
-		if unix.Lsetxattr(probe, "trusted.overlay.probe", []byte("y"), 0) != nil {
+		if fd, errno := probe.Open(unix.O_CREAT|unix.O_WRONLY, 0o600); errno == 0 {
+			unix.Close(fd)
+		}
+		if probe.Setxattr("trusted.overlay.probe", []byte("y"), 0) != 0 {
 			u.xattrPrefix = "user.overlay."
 			u.opts.UserXattr = true
 		}
-		os.Remove(probe)
+		probe.Unlink(0)
 	}
 	u.opaqueXattr = u.xattrPrefix + "opaque"
-	if err := u.openIndex(); err != nil {
+	if err := u.openIndex(work); err != nil {
 		return err
 	}
-	u.charWhiteouts = unix.Mknod(probe, unix.S_IFCHR, 0) == nil
-	os.Remove(probe)
+	u.charWhiteouts = probe.Mknod(unix.S_IFCHR, 0) == 0
+	probe.Unlink(0)
 	switch u.opts.Ownership {
 	case OwnershipReal:
 		u.realOwners = true
@@ -195,6 +211,45 @@ func (u *unionFS) probe() error {
 	u.log.Info("union ready", "upper", u.opts.Upper, "lowers", u.opts.Lowers,
 		"xattrs", u.xattrPrefix, "charWhiteouts", u.charWhiteouts, "realOwners", u.realOwners)
 	return nil
+}
+
+// workSubdir makes (if need be) and opens WORK/name, refusing anything
+// but a real directory on the upper's filesystem: strata empties and
+// renames into it, so a symlink there would aim those at its target.
+func (u *unionFS) workSubdir(work int, name string) (int, error) {
+	if err := unix.Mkdirat(work, name, 0o700); err != nil && err != unix.EEXIST {
+		return -1, fmt.Errorf("workdir %s: %s: %w", u.opts.Work, name, err)
+	}
+	fd, err := openat2Beneath(work, name, unix.O_PATH|unix.O_DIRECTORY)
+	if err != nil {
+		if err == unix.ELOOP || err == unix.ENOTDIR || err == unix.EXDEV {
+			return -1, fmt.Errorf("workdir %s: %s is not a directory of its own (a symlink or a mount?)", u.opts.Work, name)
+		}
+		return -1, fmt.Errorf("workdir %s: %s: %w", u.opts.Work, name, err)
+	}
+	var st unix.Stat_t
+	if err := unix.Fstat(fd, &st); err != nil || st.Dev != u.upper.dev {
+		unix.Close(fd)
+		return -1, fmt.Errorf("workdir %s: %s is not on the upper directory's filesystem", u.opts.Work, name)
+	}
+	return fd, nil
+}
+
+// clearDir removes everything in the held directory dir.
+func clearDir(dir int) syscall.Errno {
+	fd, err := unix.Openat(dir, ".", unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return errnoOf(err)
+	}
+	var names []string
+	errno := readDirFd(fd, func(e rawDirent) { names = append(names, e.name) })
+	unix.Close(fd)
+	for _, n := range names {
+		if e := removeAllAt(dir, n); e != 0 && errno == 0 {
+			errno = e
+		}
+	}
+	return errno
 }
 
 // manyIDsMapped reports whether this user namespace maps more than one uid,
@@ -271,7 +326,7 @@ func (u *unionFS) mount(mnt string) (*fuse.Server, error) {
 				root.lower = i
 			}
 			root.dirLowers = append(root.dirLowers, i)
-			if u.isOpaque(l, ".") {
+			if u.isOpaque(l, entry{dir: l.fd, name: "."}) {
 				break
 			}
 		}
@@ -308,6 +363,9 @@ func (u *unionFS) mount(mnt string) (*fuse.Server, error) {
 	// (see setTimeouts), and some must be exactly 0, which go-fuse would
 	// otherwise replace with the global value.
 	opts := &fs.Options{
+		// A mode of 0000 is a mode, not a missing one: shown as 0644 it
+		// would let other users read what its owner locked away.
+		NullPermissions: true,
 		MountOptions:    mo,
 		NegativeTimeout: &negT,
 		RootStableAttr:  &fs.StableAttr{Ino: u.ino(top, st.Ino), Mode: syscall.S_IFDIR},
@@ -316,8 +374,14 @@ func (u *unionFS) mount(mnt string) (*fuse.Server, error) {
 		opts.Logger = nil
 	}
 	start := time.Now()
-	srv, err := fs.Mount(mnt, root, opts)
+	raw := renameLocker{RawFileSystem: fs.NewNodeFS(root, opts), u: u}
+	srv, err := fuse.NewServer(raw, mnt, &opts.MountOptions)
 	if err != nil {
+		return nil, err
+	}
+	go srv.Serve()
+	if err := srv.WaitMount(); err != nil {
+		srv.Unmount()
 		return nil, err
 	}
 	u.log.Info("mounted", "mountpoint", mnt, "took", time.Since(start))
