@@ -37,33 +37,55 @@ func capNumber(name string) (int, bool) {
 }
 
 // CapSet applies --cap-add and --cap-drop (names with or without CAP_,
-// or ALL) to the default set and returns the result, sorted.
+// or ALL) to the default set and returns the result, sorted. The order is
+// Docker's: drops, then adds (--cap-drop ALL --cap-add X leaves X), except
+// that with --cap-add ALL the drops come last (--cap-add ALL --cap-drop X
+// is everything but X).
 func CapSet(add, drop []string) ([]string, error) {
 	set := map[string]bool{}
 	for _, c := range DefaultCaps {
 		set[c] = true
 	}
-	apply := func(flag string, names []string, on bool) error {
+	addsAll := false
+	normalize := func(flag string, names []string) ([]string, error) {
+		var out []string
 		for _, n := range names {
 			n = strings.TrimPrefix(strings.ToUpper(n), "CAP_")
-			if n == "ALL" {
-				for _, c := range capNames {
-					set[c] = on
-				}
+			if _, ok := capNumber(n); !ok && n != "ALL" {
+				return nil, fmt.Errorf("%s %s: unknown capability (see capabilities(7))", flag, n)
+			}
+			if n == "ALL" && flag == "--cap-add" {
+				addsAll = true
+			}
+			out = append(out, n)
+		}
+		return out, nil
+	}
+	add, err := normalize("--cap-add", add)
+	if err != nil {
+		return nil, err
+	}
+	drop, err = normalize("--cap-drop", drop)
+	if err != nil {
+		return nil, err
+	}
+	apply := func(names []string, on bool) {
+		for _, n := range names {
+			if n != "ALL" {
+				set[n] = on
 				continue
 			}
-			if _, ok := capNumber(n); !ok {
-				return fmt.Errorf("%s %s: unknown capability (see capabilities(7))", flag, n)
+			for _, c := range capNames {
+				set[c] = on
 			}
-			set[n] = on
 		}
-		return nil
 	}
-	if err := apply("--cap-drop", drop, false); err != nil {
-		return nil, err
-	}
-	if err := apply("--cap-add", add, true); err != nil {
-		return nil, err
+	if addsAll {
+		apply(add, true)
+		apply(drop, false)
+	} else {
+		apply(drop, false)
+		apply(add, true)
 	}
 	var out []string
 	for c, on := range set {
