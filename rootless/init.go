@@ -23,7 +23,8 @@ import (
 // error has gone to the parent then), or with --init when the command ends.
 func Init() int {
 	// Credentials, capabilities and the seccomp filter are per thread until
-	// execve; everything below happens on this one.
+	// execve; everything below happens on this one, which then execs the
+	// command or, with --init, forks it.
 	runtime.LockOSThread()
 	openErrPipe()
 	spec, err := readSpec()
@@ -35,7 +36,6 @@ func Init() int {
 }
 
 func initContainer(spec *Spec) error {
-	last := lastCap()
 	unix.Umask(0o022) // runc's default, whatever strata's caller had
 	if err := unix.Mount("", "/", "", unix.MS_REC|unix.MS_SLAVE, ""); err != nil {
 		return fmt.Errorf("make / a slave mount: %w", err)
@@ -103,73 +103,66 @@ func initContainer(spec *Spec) error {
 	if err := closeOnExecAbove(2); err != nil {
 		return err
 	}
-	keep := capMask(spec.Caps)
 	if spec.Init {
-		return reaper(spec, path, env, user, keep, last, setgroupsOK)
+		return reaper(spec, path, env, user, setgroupsOK)
 	}
-
-	if err := unix.Prctl(unix.PR_SET_KEEPCAPS, 1, 0, 0, 0); err != nil {
-		return fmt.Errorf("keep capabilities across setuid: %w", err)
-	}
-	if err := dropBounding(keep, last); err != nil {
+	if err := confine(spec, user, setgroupsOK, thisThread); err != nil {
 		return err
-	}
-	if err := switchUser(user, setgroupsOK); err != nil {
-		return err
-	}
-	if err := setCaps(keep); err != nil {
-		return err
-	}
-	unix.Prctl(unix.PR_SET_KEEPCAPS, 0, 0, 0, 0)
-	// The kernel clears the parent-death signal when the uid changes; arm
-	// it again so the command still dies with the namespace child.
-	if err := unix.Prctl(unix.PR_SET_PDEATHSIG, uintptr(unix.SIGKILL), 0, 0, 0); err != nil {
-		return fmt.Errorf("set parent-death signal: %w", err)
 	}
 	if err := unix.Chdir(spec.WorkingDir); err != nil {
 		return exitErr(125, "working directory %s: %w", spec.WorkingDir, err)
-	}
-	if err := unix.Prctl(unix.PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0); err != nil {
-		return fmt.Errorf("set no_new_privs: %w", err)
-	}
-	if spec.Seccomp {
-		if err := loadSeccomp(spec.Caps, false); err != nil {
-			return err
-		}
 	}
 	err = unix.Exec(path, spec.Args, env)
 	return execError(spec.Args[0], err)
 }
 
-// switchUser changes this thread's ids with raw syscalls. Go's wrappers
-// switch every thread, but KEEPCAPS, capset and the seccomp filter below
-// are per thread: the whole sequence must happen on the one thread that
-// then execs, and the other threads do not matter.
-func switchUser(u execUser, setgroupsOK bool) error {
-	if setgroupsOK {
-		groups := u.groups
-		if groups == nil {
-			groups = []int{}
+// confine is the one place the container's limits go on: user,
+// capabilities, no_new_privs, seccomp. Both ways of starting the command
+// pass through it: init itself right before the exec, or the --init
+// reaper before it forks the command, which inherits all of it.
+func confine(spec *Spec, u execUser, setgroupsOK bool, scope sysScope) error {
+	if err := applyCaps(u, setgroupsOK, spec.Caps, scope); err != nil {
+		return err
+	}
+	// The kernel clears the parent-death signal when the uid changes; arm
+	// it again so the command still dies with the namespace child.
+	if err := unix.Prctl(unix.PR_SET_PDEATHSIG, uintptr(unix.SIGKILL), 0, 0, 0); err != nil {
+		return fmt.Errorf("set parent-death signal: %w", err)
+	}
+	if e := scope.call(unix.SYS_PRCTL, unix.PR_SET_NO_NEW_PRIVS, 1, 0); e != 0 {
+		return scope.err("set no_new_privs", e)
+	}
+	if spec.Seccomp {
+		if err := loadSeccomp(spec.Caps, scope == allThreads); err != nil {
+			return err
 		}
-		gs := make([]uint32, len(groups))
-		for i, g := range groups {
+	}
+	return nil
+}
+
+// switchUser changes the ids with raw syscalls in the given scope: Go's
+// wrappers always switch every thread, which the exec path does not need.
+func switchUser(u execUser, setgroupsOK bool, scope sysScope) error {
+	if setgroupsOK {
+		gs := make([]uint32, len(u.groups))
+		for i, g := range u.groups {
 			gs[i] = uint32(g)
 		}
 		var e syscall.Errno
 		if len(gs) > 0 {
-			_, _, e = unix.RawSyscall(unix.SYS_SETGROUPS, uintptr(len(gs)), uintptr(unsafe.Pointer(&gs[0])), 0)
+			e = scope.call(unix.SYS_SETGROUPS, uintptr(len(gs)), uintptr(unsafe.Pointer(&gs[0])), 0)
 		} else {
-			_, _, e = unix.RawSyscall(unix.SYS_SETGROUPS, 0, 0, 0)
+			e = scope.call(unix.SYS_SETGROUPS, 0, 0, 0)
 		}
 		if e != 0 {
-			return fmt.Errorf("setgroups %v: %w", groups, e)
+			return scope.err(fmt.Sprintf("setgroups %v", u.groups), e)
 		}
 	}
-	if _, _, e := unix.RawSyscall(unix.SYS_SETRESGID, uintptr(u.gid), uintptr(u.gid), uintptr(u.gid)); e != 0 {
-		return unmappedErr("group", u.gid, e)
+	if e := scope.call(unix.SYS_SETRESGID, uintptr(u.gid), uintptr(u.gid), uintptr(u.gid)); e != 0 {
+		return unmappedErr("group", u.gid, scope, e)
 	}
-	if _, _, e := unix.RawSyscall(unix.SYS_SETRESUID, uintptr(u.uid), uintptr(u.uid), uintptr(u.uid)); e != 0 {
-		return unmappedErr("user", u.uid, e)
+	if e := scope.call(unix.SYS_SETRESUID, uintptr(u.uid), uintptr(u.uid), uintptr(u.uid)); e != 0 {
+		return unmappedErr("user", u.uid, scope, e)
 	}
 	return nil
 }
@@ -187,11 +180,11 @@ func closeOnExecAbove(min int) error {
 	return nil
 }
 
-func unmappedErr(kind string, id int, e syscall.Errno) error {
+func unmappedErr(kind string, id int, scope sysScope, e syscall.Errno) error {
 	if e == unix.EINVAL {
 		return exitErr(125, "%s id %d is not mapped into the container's user namespace (add a range for your user to /etc/subuid and /etc/subgid)", kind, id)
 	}
-	return fmt.Errorf("switch to %s id %d: %w", kind, id, e)
+	return scope.err(fmt.Sprintf("switch to %s id %d", kind, id), e)
 }
 
 // lookPath finds the command in the container's PATH, with Docker's exit
@@ -254,38 +247,31 @@ func execError(name string, err error) error {
 	return exitErr(126, "exec %s: %w", name, err)
 }
 
-// reaper is --init: PID 1 stays strata, confined like the command (bounding
-// set, no_new_privs, seccomp), starts the command as a child and reaps
-// every orphan until the command exits, forwarding signals to it.
-func reaper(spec *Spec, path string, env []string, u execUser, keep uint64, last int, setgroupsOK bool) error {
-	if err := dropBounding(keep, last); err != nil {
+// reaper is --init: PID 1 stays strata and starts the command as a child,
+// reaping every orphan until the command exits and forwarding signals to
+// it. Like Docker's init it runs as the container user, confined exactly
+// like the command (on every thread, see confine), and the command forked
+// from it inherits that state instead of being set up on its own.
+func reaper(spec *Spec, path string, env []string, u execUser, setgroupsOK bool) error {
+	if err := confine(spec, u, setgroupsOK, allThreads); err != nil {
 		return err
 	}
-	if err := unix.Prctl(unix.PR_CAP_AMBIENT, unix.PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0); err != nil {
-		return fmt.Errorf("clear ambient capabilities: %w", err)
+	// Its /proc/1/exe is the strata binary on the host: not dumpable, so
+	// only CAP_SYS_PTRACE reaches that, its memory and its fds.
+	if err := unix.Prctl(unix.PR_SET_DUMPABLE, 0, 0, 0, 0); err != nil {
+		return fmt.Errorf("make init not dumpable: %w", err)
 	}
-	if err := unix.Prctl(unix.PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0); err != nil {
-		return fmt.Errorf("set no_new_privs: %w", err)
-	}
-	if spec.Seccomp {
-		if err := loadSeccomp(spec.Caps, true); err != nil {
-			return err
-		}
+	if err := unix.Chdir(spec.WorkingDir); err != nil {
+		return exitErr(125, "working directory %s: %w", spec.WorkingDir, err)
 	}
 	name := []byte("strata-init\x00")
 	unix.Prctl(unix.PR_SET_NAME, uintptr(unsafe.Pointer(&name[0])), 0, 0, 0)
 	sigs := make(chan os.Signal, 32)
 	signal.Notify(sigs)
-	groups := make([]uint32, len(u.groups))
-	for i, g := range u.groups {
-		groups[i] = uint32(g)
-	}
 	attr := &syscall.ProcAttr{
-		Dir:   spec.WorkingDir,
 		Env:   env,
 		Files: []uintptr{0, 1, 2},
 		Sys: &syscall.SysProcAttr{
-			Credential: &syscall.Credential{Uid: uint32(u.uid), Gid: uint32(u.gid), Groups: groups, NoSetGroups: !setgroupsOK},
 			// Its own process group in the foreground of the terminal, so
 			// ^C reaches it once, from the terminal, and not via us too.
 			Setpgid:    true,
@@ -295,10 +281,6 @@ func reaper(spec *Spec, path string, env []string, u execUser, keep uint64, last
 	}
 	pid, err := syscall.ForkExec(path, spec.Args, attr)
 	if err != nil {
-		var errno syscall.Errno
-		if errors.As(err, &errno) && errno == unix.EINVAL {
-			return unmappedErr("user", u.uid, errno)
-		}
 		return execError(spec.Args[0], err)
 	}
 	closeErrPipe()

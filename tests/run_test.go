@@ -275,36 +275,6 @@ func TestRunUpperAndOwnership(t *testing.T) {
 	}
 }
 
-func TestRunSeccomp(t *testing.T) {
-	e := newRunEnv(t, harness.User(t), false)
-	// Creating a user namespace needs no capability, so only the filter
-	// stops it.
-	r := e.run("", "run", "--rm", "--rootfs", e.rootfs, "--", "unshare", "-U", "true")
-	if r.code == 0 || !strings.Contains(r.stderr, "Operation not permitted") {
-		t.Errorf("unshare under the default filter: exit %d %q, want EPERM", r.code, r.stderr)
-	}
-	r = e.run("", "run", "--rm", "--security-opt", "seccomp=unconfined", "--rootfs", e.rootfs, "--", "sh", "-c", "unshare -U true && grep Seccomp: /proc/self/status")
-	if r.code != 0 || !strings.Contains(r.stdout, "Seccomp:\t0") {
-		t.Errorf("unshare with seccomp=unconfined: exit %d %q %q", r.code, r.stdout, r.stderr)
-	}
-
-	// Calls busybox cannot make, from a small static helper.
-	helper := filepath.Join(e.rootfs, "bin/sechelper")
-	build := exec.Command("go", "build", "-o", helper, "./tests/testdata/sechelper")
-	build.Dir = harness.RepoRoot()
-	build.Env = append(os.Environ(), "CGO_ENABLED=0")
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("build sechelper: %v\n%s", err, out)
-	}
-	script := "sechelper add_key; sechelper clone-userns; sechelper clone; true"
-	if out := e.ok("run", "--rm", "--rootfs", e.rootfs, "--", "sh", "-c", script); out != "add_key: operation not permitted\nclone-userns: fork/exec /bin/true: operation not permitted\nclone: ok\n" {
-		t.Errorf("default filter:\n%s", out)
-	}
-	if out := e.ok("run", "--rm", "--security-opt", "seccomp=unconfined", "--rootfs", e.rootfs, "--", "sh", "-c", script); strings.Contains(out, "not permitted") || !strings.Contains(out, "clone-userns: ok") {
-		t.Errorf("seccomp=unconfined:\n%s", out)
-	}
-}
-
 // TestRunSingleID: a user without subordinate ids gets one mapped id and
 // one plain warning.
 func TestRunSingleID(t *testing.T) {
