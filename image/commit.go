@@ -199,6 +199,10 @@ func (l layerFds) has(rel string) bool {
 // prefix or name is ref, under <root>/containers (the runtime's layout:
 // <id>/config.json holds "id" and "name").
 func (s *Store) FindContainer(ref string) (string, error) {
+	if ref == "" {
+		// "" is a prefix of every ID and the ID of a config without one.
+		return "", fmt.Errorf("container %q: empty container name or ID", ref)
+	}
 	dir := filepath.Join(s.root, "containers")
 	entries, err := os.ReadDir(dir)
 	if err != nil && !errors.Is(err, os.ErrNotExist) {
@@ -217,7 +221,7 @@ func (s *Store) FindContainer(ref string) (string, error) {
 		if data, err := os.ReadFile(filepath.Join(cdir, "config.json")); err == nil {
 			json.Unmarshal(data, &c)
 		}
-		if e.Name() == ref || c.ID == ref || (c.Name != "" && c.Name == ref) {
+		if e.Name() == ref || (c.ID != "" && c.ID == ref) || (c.Name != "" && c.Name == ref) {
 			return cdir, nil
 		}
 		if len(ref) >= 3 && strings.HasPrefix(e.Name(), ref) {
