@@ -15,7 +15,9 @@ import (
 )
 
 // DefaultMaxLayerSize bounds the uncompressed size of one layer, so a
-// hostile or broken layer cannot fill the disk.
+// hostile or broken layer cannot fill the disk. It counts apparent sizes:
+// a sparse file's holes count in full though they take no disk. The CLI
+// takes another bound from $STRATA_MAX_LAYER_SIZE.
 const DefaultMaxLayerSize = 64 << 30
 
 // Store is an image store rooted at one directory. It is safe for use by
