@@ -107,6 +107,9 @@ func Pause(id string) (resume func() error, err error) {
 		}
 		if time.Now().After(deadline) {
 			resume()
+			if waiting == 0 {
+				return nil, fmt.Errorf("pause container %.12s: new processes kept appearing for %v", id, pauseTimeout)
+			}
 			return nil, fmt.Errorf("pause container %.12s: pid %d did not stop within %v", id, waiting, pauseTimeout)
 		}
 		if !fresh {
