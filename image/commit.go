@@ -5,9 +5,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io/fs"
 	"os"
 	"os/exec"
+	"path"
 	"path/filepath"
 	"sort"
 	"strconv"
@@ -82,60 +82,53 @@ type Change struct {
 func (c Change) String() string { return string(c.Kind) + " " + c.Path }
 
 // Diff lists what the container in containerDir changed relative to its
-// image, sorted by path.
+// image, sorted by path. The upper is walked through fds (walkTree) and
+// the lowers are looked up beneath their roots, so neither a running
+// container nor a layer can point diff at a host file.
 func (s *Store) Diff(containerDir string) ([]Change, error) {
 	base, err := s.ContainerImage(containerDir)
 	if err != nil {
 		return nil, err
 	}
-	lowers := base.Layers()
+	lowers, err := openLowers(base.Layers())
+	if err != nil {
+		return nil, fmt.Errorf("diff %s: %w", containerDir, err)
+	}
+	defer lowers.close()
 	upper := filepath.Join(containerDir, "upper")
 	skip := map[string]bool{}
 	for _, f := range InitFiles {
 		skip[f] = true
 	}
 	var out []Change
-	err = filepath.WalkDir(upper, func(p string, d fs.DirEntry, err error) error {
-		if errors.Is(err, fs.ErrPermission) && d != nil && d.IsDir() {
-			// A dir private to a subordinate id: it is listed, its
-			// contents are not (commit reads them from a user namespace).
-			return filepath.SkipDir
-		}
-		if err != nil {
-			return err
-		}
-		rel, _ := filepath.Rel(upper, p)
-		if rel == "." {
-			return nil
-		}
+	err = walkTree(upper, func(e *walkEntry) (bool, error) {
+		rel := e.rel
 		if skip[rel] {
-			return nil
+			return false, nil
 		}
-		dir, name := filepath.Split(rel)
+		dir, name := path.Split(rel)
 		if name == opaqueMarker {
-			return nil
-		}
-		var st unix.Stat_t
-		if err := unix.Lstat(p, &st); err != nil {
-			return fmt.Errorf("stat %s: %w", p, err)
+			return false, nil
 		}
 		if strings.HasPrefix(name, whiteoutPrefix) {
 			rel = dir + strings.TrimPrefix(name, whiteoutPrefix)
 			if !skip[rel] {
 				out = append(out, Change{'D', "/" + rel})
 			}
-			return nil
+			return false, nil
 		}
-		if isOverlayWhiteout(p, &st) {
+		if isOverlayWhiteout(e.fd, &e.st) {
 			out = append(out, Change{'D', "/" + rel})
-			return nil
+			return false, nil
 		}
 		kind := byte('A')
-		if lowerHas(lowers, rel) {
+		if lowers.has(rel) {
 			kind = 'C'
 		}
 		out = append(out, Change{kind, "/" + rel})
-		return nil
+		// A dir private to a subordinate id (openErr) is listed, its
+		// contents are not: commit reads them from a user namespace.
+		return true, nil
 	})
 	if err != nil {
 		return nil, fmt.Errorf("diff %s: %w", upper, err)
@@ -144,31 +137,58 @@ func (s *Store) Diff(containerDir string) ([]Change, error) {
 	return out, nil
 }
 
-// lowerHas reports whether rel is visible in the union of lowers (top
-// first), honouring OCI whiteouts and opaque markers.
-func lowerHas(lowers []string, rel string) bool {
+// layerFds are the roots of a stack of lowers, top first, held open.
+type layerFds []int
+
+func openLowers(dirs []string) (layerFds, error) {
+	var fds layerFds
+	for _, d := range dirs {
+		fd, err := unix.Open(d, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+		if err != nil {
+			fds.close()
+			return nil, fmt.Errorf("open layer %s: %w", d, err)
+		}
+		fds = append(fds, fd)
+	}
+	return fds, nil
+}
+
+func (l layerFds) close() {
+	for _, fd := range l {
+		unix.Close(fd)
+	}
+}
+
+// has reports whether rel is visible in the union of the lowers (top
+// first), honouring OCI whiteouts and opaque markers. A layer's contents
+// are its author's: a symlink on the way (ELOOP) or a non-dir (ENOTDIR)
+// is a non-directory that hides whatever lies below it, as in overlayfs,
+// and is never followed.
+func (l layerFds) has(rel string) bool {
 	parts := strings.Split(rel, "/")
-	for _, l := range lowers {
+	var st unix.Stat_t
+	for _, root := range l {
 		// A whiteout or opaque marker on any ancestor in this layer hides
 		// everything below it in the layers beneath.
 		hidden := false
 		for i := range parts {
-			prefix := filepath.Join(parts[:i]...)
-			if _, err := os.Lstat(filepath.Join(l, prefix, whiteoutPrefix+parts[i])); err == nil {
+			prefix := path.Join(parts[:i]...)
+			if lstatBeneath(root, path.Join(prefix, whiteoutPrefix+parts[i]), &st) == nil {
 				return false
 			}
 			if i < len(parts)-1 {
-				if _, err := os.Lstat(filepath.Join(l, prefix, parts[i], opaqueMarker)); err == nil {
+				if lstatBeneath(root, path.Join(prefix, parts[i], opaqueMarker), &st) == nil {
 					hidden = true
 				}
 			}
 		}
-		if _, err := os.Lstat(filepath.Join(l, rel)); err == nil {
+		err := lstatBeneath(root, rel, &st)
+		switch {
+		case err == nil:
 			return true
-		} else if !errors.Is(err, os.ErrNotExist) && !errors.Is(err, unix.ENOTDIR) {
+		case err != unix.ENOENT:
 			return false
-		}
-		if hidden {
+		case hidden:
 			return false
 		}
 	}
@@ -179,6 +199,10 @@ func lowerHas(lowers []string, rel string) bool {
 // prefix or name is ref, under <root>/containers (the runtime's layout:
 // <id>/config.json holds "id" and "name").
 func (s *Store) FindContainer(ref string) (string, error) {
+	if ref == "" {
+		// "" is a prefix of every ID and the ID of a config without one.
+		return "", fmt.Errorf("container %q: empty container name or ID", ref)
+	}
 	dir := filepath.Join(s.root, "containers")
 	entries, err := os.ReadDir(dir)
 	if err != nil && !errors.Is(err, os.ErrNotExist) {
@@ -197,7 +221,7 @@ func (s *Store) FindContainer(ref string) (string, error) {
 		if data, err := os.ReadFile(filepath.Join(cdir, "config.json")); err == nil {
 			json.Unmarshal(data, &c)
 		}
-		if e.Name() == ref || c.ID == ref || (c.Name != "" && c.Name == ref) {
+		if e.Name() == ref || (c.ID != "" && c.ID == ref) || (c.Name != "" && c.Name == ref) {
 			return cdir, nil
 		}
 		if len(ref) >= 3 && strings.HasPrefix(e.Name(), ref) {

@@ -4,7 +4,6 @@ import (
 	"archive/tar"
 	"fmt"
 	"io"
-	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
@@ -28,30 +27,22 @@ type tarOptions struct {
 
 // writeLayerTar writes dir as an OCI layer tar to w, in lexical order.
 // Owner, mode and device type come from OverrideStatXattr where present.
+// dir may be a running container's upper: it is read only through walkTree,
+// so a symlink becomes a symlink entry and is never followed.
 func writeLayerTar(w io.Writer, dir string, o tarOptions) error {
 	tw := tar.NewWriter(w)
 	links := map[[2]uint64]string{}
 	ids := newIDUnmapper()
-	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		rel, _ := filepath.Rel(dir, p)
-		if rel == "." {
-			return nil
-		}
+	err := walkTree(dir, func(e *walkEntry) (bool, error) {
+		rel, st, p := e.rel, &e.st, filepath.Join(dir, e.rel)
 		if o.skip[rel] {
-			if d.IsDir() {
-				return filepath.SkipDir
-			}
-			return nil
+			return false, nil
 		}
-		var st unix.Stat_t
-		if err := unix.Lstat(p, &st); err != nil {
-			return fmt.Errorf("stat %s: %w", p, err)
+		if e.openErr != nil {
+			return false, fmt.Errorf("read %s: %w", p, e.openErr)
 		}
-		if o.overlay && isOverlayWhiteout(p, &st) {
-			return tw.WriteHeader(whiteoutHeader(rel, &st))
+		if o.overlay && isOverlayWhiteout(e.fd, st) {
+			return false, tw.WriteHeader(whiteoutHeader(rel, st))
 		}
 		hdr := &tar.Header{
 			Name:    rel,
@@ -78,11 +69,7 @@ func writeLayerTar(w io.Writer, dir string, o tarOptions) error {
 				}
 			}
 		case unix.S_IFLNK:
-			target, err := os.Readlink(p)
-			if err != nil {
-				return fmt.Errorf("readlink %s: %w", p, err)
-			}
-			hdr.Typeflag, hdr.Linkname = tar.TypeSymlink, target
+			hdr.Typeflag, hdr.Linkname = tar.TypeSymlink, e.link
 		case unix.S_IFIFO:
 			hdr.Typeflag = tar.TypeFifo
 		case unix.S_IFCHR, unix.S_IFBLK:
@@ -92,41 +79,40 @@ func writeLayerTar(w io.Writer, dir string, o tarOptions) error {
 			}
 			hdr.Devmajor, hdr.Devminor = int64(unix.Major(st.Rdev)), int64(unix.Minor(st.Rdev))
 		default:
-			return nil // sockets do not go into layers
+			return false, nil // sockets do not go into layers
 		}
-		if ov, ok, err := ReadOverrideStat(p); err != nil {
-			return err
-		} else if ok {
-			hdr.Uid, hdr.Gid, hdr.Mode = ov.UID, ov.GID, int64(ov.Mode&0o7777)
-			if t := ov.Mode & unix.S_IFMT; (t == unix.S_IFCHR || t == unix.S_IFBLK) && hdr.Typeflag == tar.TypeReg {
-				hdr.Typeflag, hdr.Size = tar.TypeChar, 0
-				if t == unix.S_IFBLK {
-					hdr.Typeflag = tar.TypeBlock
+		if e.fd >= 0 {
+			// Only regular files and dirs can carry user xattrs.
+			if ov, ok, err := fdOverrideStat(e.fd); err != nil {
+				return false, fmt.Errorf("read %s of %s: %w", OverrideStatXattr, p, err)
+			} else if ok {
+				hdr.Uid, hdr.Gid, hdr.Mode = ov.UID, ov.GID, int64(ov.Mode&0o7777)
+				if t := ov.Mode & unix.S_IFMT; (t == unix.S_IFCHR || t == unix.S_IFBLK) && hdr.Typeflag == tar.TypeReg {
+					hdr.Typeflag, hdr.Size = tar.TypeChar, 0
+					if t == unix.S_IFBLK {
+						hdr.Typeflag = tar.TypeBlock
+					}
+					hdr.Devmajor, hdr.Devminor = int64(ov.Major), int64(ov.Minor)
 				}
-				hdr.Devmajor, hdr.Devminor = int64(ov.Major), int64(ov.Minor)
 			}
 		}
 		if err := tw.WriteHeader(hdr); err != nil {
-			return fmt.Errorf("tar %s: %w", p, err)
+			return false, fmt.Errorf("tar %s: %w", p, err)
 		}
 		if hdr.Typeflag == tar.TypeReg && hdr.Size > 0 {
-			f, err := os.Open(p)
-			if err != nil {
-				return fmt.Errorf("read %s: %w", p, err)
-			}
-			_, err = io.CopyN(tw, f, hdr.Size)
-			f.Close()
-			if err != nil {
-				return fmt.Errorf("read %s: %w", p, err)
+			// The fd that was fstat'ed is the one read: its size is the
+			// header's, whatever happens to the name meanwhile.
+			if _, err := io.CopyN(tw, fdReader(e.fd), hdr.Size); err != nil {
+				return false, fmt.Errorf("read %s: %w", p, err)
 			}
 		}
-		if hdr.Typeflag == tar.TypeDir && o.overlay && isOpaque(p) {
+		if hdr.Typeflag == tar.TypeDir && o.overlay && isOpaque(e.fd) {
 			opq := &tar.Header{Name: rel + "/" + opaqueMarker, Typeflag: tar.TypeReg, ModTime: hdr.ModTime, Format: tar.FormatPAX}
 			if err := tw.WriteHeader(opq); err != nil {
-				return fmt.Errorf("tar %s: %w", p, err)
+				return false, fmt.Errorf("tar %s: %w", p, err)
 			}
 		}
-		return nil
+		return true, nil
 	})
 	if err != nil {
 		return err
@@ -139,14 +125,14 @@ const (
 	opaqueMarker   = ".wh..wh..opq"
 )
 
-// isOverlayWhiteout: a 0/0 char device, or an empty file carrying
-// overlay.whiteout (the xattr form kernels since 6.7 also read).
-func isOverlayWhiteout(p string, st *unix.Stat_t) bool {
+// isOverlayWhiteout: a 0/0 char device, or an empty file (open at fd)
+// carrying overlay.whiteout (the xattr form kernels since 6.7 also read).
+func isOverlayWhiteout(fd int, st *unix.Stat_t) bool {
 	switch st.Mode & unix.S_IFMT {
 	case unix.S_IFCHR:
 		return st.Rdev == 0
 	case unix.S_IFREG:
-		return st.Size == 0 && (hasXattr(p, "trusted.overlay.whiteout") || hasXattr(p, "user.overlay.whiteout"))
+		return fd >= 0 && st.Size == 0 && (fdHasXattr(fd, "trusted.overlay.whiteout") || fdHasXattr(fd, "user.overlay.whiteout"))
 	}
 	return false
 }
@@ -161,19 +147,17 @@ func whiteoutHeader(rel string, st *unix.Stat_t) *tar.Header {
 	}
 }
 
-func isOpaque(p string) bool {
+// isOpaque reports whether the dir open at fd is an opaque overlay dir.
+func isOpaque(fd int) bool {
+	if fd < 0 {
+		return false
+	}
 	for _, x := range []string{"trusted.overlay.opaque", "user.overlay.opaque"} {
-		buf := make([]byte, 8)
-		if n, err := unix.Lgetxattr(p, x, buf); err == nil && strings.TrimRight(string(buf[:n]), "\x00") == "y" {
+		if v, ok, _ := fdXattr(fd, x); ok && strings.TrimRight(string(v), "\x00") == "y" {
 			return true
 		}
 	}
 	return false
-}
-
-func hasXattr(p, name string) bool {
-	_, err := unix.Lgetxattr(p, name, nil)
-	return err == nil
 }
 
 // idUnmapper turns host ids into the ids a rootless container sees: the

@@ -2,6 +2,7 @@ package image
 
 import (
 	"archive/tar"
+	"bytes"
 	"errors"
 	"fmt"
 	"io"
@@ -67,6 +68,7 @@ type unpacker struct {
 	// The last parent dir opened: tar entries come grouped by directory.
 	cacheRel string
 	cacheFd  int
+	buf      []byte // copySparse's
 }
 
 func (u *unpacker) close() {
@@ -169,8 +171,10 @@ func (u *unpacker) entry(hdr *tar.Header, tr io.Reader) error {
 		if size < 0 || size > u.maxSize-u.written {
 			return fmt.Errorf("layer entry %q: %d bytes exceeds the layer size limit of %d bytes", hdr.Name, hdr.Size, u.maxSize)
 		}
+		// A sparse entry's holes take no disk, so its size says nothing
+		// about the room it needs; a full disk still fails the write.
 		var sfs unix.Statfs_t
-		if err := unix.Fstatfs(u.root, &sfs); err == nil && uint64(size) > sfs.Bavail*uint64(sfs.Bsize) {
+		if err := unix.Fstatfs(u.root, &sfs); err == nil && !isSparse(hdr) && uint64(size) > sfs.Bavail*uint64(sfs.Bsize) {
 			return fmt.Errorf("layer entry %q: needs %d bytes, only %d free in %s", hdr.Name, size, sfs.Bavail*uint64(sfs.Bsize), u.dir)
 		}
 		if err := u.remove(pfd, base, rel); err != nil {
@@ -183,7 +187,7 @@ func (u *unpacker) entry(hdr *tar.Header, tr io.Reader) error {
 		f := os.NewFile(uintptr(fd), filepath.Join(u.dir, rel))
 		defer f.Close()
 		if size > 0 {
-			n, err := io.CopyN(f, tr, size)
+			n, err := u.copySparse(f, tr, size)
 			u.written += n
 			if err != nil {
 				return wrap("write", err)
@@ -264,6 +268,72 @@ func (u *unpacker) entry(hdr *tar.Header, tr io.Reader) error {
 	}
 	return fmt.Errorf("layer entry %q: unsupported tar type %q", hdr.Name, string(hdr.Typeflag))
 }
+
+// isSparse: archive/tar keeps the GNU sparse type of the old format, and
+// leaves the PAX records of the GNU sparse formats in the header.
+func isSparse(hdr *tar.Header) bool {
+	if hdr.Typeflag == tar.TypeGNUSparse {
+		return true
+	}
+	for k := range hdr.PAXRecords {
+		if strings.HasPrefix(k, "GNU.sparse.") {
+			return true
+		}
+	}
+	return false
+}
+
+// sparseBlock is the unit in which runs of zeros become holes.
+const sparseBlock = 4096
+
+// copySparse copies size bytes from r into the new, empty file f and
+// leaves every all-zero block a hole. archive/tar reads the holes of GNU
+// and PAX sparse entries back as zeros, and a compressed layer can hold
+// gigabytes of zeros in a few KiB: written out, either would take the
+// full size on disk. The returned count is of bytes consumed, holes
+// included: a layer's apparent size is what its limit bounds.
+func (u *unpacker) copySparse(f *os.File, r io.Reader, size int64) (int64, error) {
+	if u.buf == nil {
+		u.buf = make([]byte, 64*sparseBlock)
+	}
+	var off int64
+	for off < size {
+		n, rerr := io.ReadFull(r, u.buf[:min(int64(len(u.buf)), size-off)])
+		data := u.buf[:n]
+		// Write each run of non-zero blocks with one pwrite.
+		start := -1
+		flush := func(end int) error {
+			if start < 0 {
+				return nil
+			}
+			_, err := f.WriteAt(data[start:end], off+int64(start))
+			start = -1
+			return err
+		}
+		for i := 0; i < len(data); i += sparseBlock {
+			if !isZeros(data[i:min(i+sparseBlock, len(data))]) {
+				if start < 0 {
+					start = i
+				}
+			} else if err := flush(i); err != nil {
+				return off + int64(i), err
+			}
+		}
+		if err := flush(len(data)); err != nil {
+			return off, err
+		}
+		off += int64(n)
+		if rerr != nil {
+			return off, rerr
+		}
+	}
+	// Trailing holes: the file must still have its full length.
+	return off, f.Truncate(size)
+}
+
+var zeroBlock [sparseBlock]byte
+
+func isZeros(b []byte) bool { return bytes.Equal(b, zeroBlock[:len(b)]) }
 
 // diskMode is the mode a file gets on disk: the tar's permission bits,
 // always usable by the store's owner, never setuid/setgid/sticky.

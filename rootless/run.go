@@ -233,6 +233,9 @@ func checkNameFree(root, name string) error {
 	if name == "" {
 		return nil
 	}
+	if err := ValidateName(name); err != nil {
+		return err
+	}
 	cs, err := List(root)
 	if err != nil {
 		return err

@@ -2,7 +2,9 @@ package main
 
 import (
 	"fmt"
+	"math"
 	"os"
+	"strconv"
 	"sync"
 
 	"github.com/strata-run/strata/image"
@@ -11,9 +13,49 @@ import (
 	"golang.org/x/term"
 )
 
+// envMaxLayerSize overrides image.DefaultMaxLayerSize: bytes, or a number
+// with a K, M, G or T suffix (powers of 1024).
+const envMaxLayerSize = "STRATA_MAX_LAYER_SIZE"
+
 // openImageStore opens the image store at --root.
 func openImageStore() (*image.Store, error) {
-	return image.Open(storeRoot())
+	s, err := image.Open(storeRoot())
+	if err != nil {
+		return nil, err
+	}
+	if v := os.Getenv(envMaxLayerSize); v != "" {
+		n, err := parseSize(v)
+		if err != nil {
+			return nil, fmt.Errorf("%s=%q: %w", envMaxLayerSize, v, err)
+		}
+		s.MaxLayerSize = n
+	}
+	return s, nil
+}
+
+// parseSize reads "1048576", "512M", "64G", "1T".
+func parseSize(v string) (int64, error) {
+	shift := 0
+	if i := len(v) - 1; i > 0 {
+		switch v[i] {
+		case 'K', 'k':
+			shift = 10
+		case 'M', 'm':
+			shift = 20
+		case 'G', 'g':
+			shift = 30
+		case 'T', 't':
+			shift = 40
+		}
+		if shift != 0 {
+			v = v[:i]
+		}
+	}
+	n, err := strconv.ParseInt(v, 10, 64)
+	if err != nil || n <= 0 || n > math.MaxInt64>>shift {
+		return 0, fmt.Errorf("want a positive size in bytes, or with a K, M, G or T suffix")
+	}
+	return n << shift, nil
 }
 
 // layerBars draws one progress bar per layer on stderr, unless quiet or
