@@ -13,6 +13,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/strata-run/strata/unionfs/ovl"
 	"golang.org/x/sys/unix"
 )
 
@@ -107,17 +108,17 @@ func (s *Store) Diff(containerDir string) ([]Change, error) {
 			return false, nil
 		}
 		dir, name := path.Split(rel)
-		if name == opaqueMarker {
+		if name == ovl.OpaqueMarker {
 			return false, nil
 		}
-		if strings.HasPrefix(name, whiteoutPrefix) {
-			rel = dir + strings.TrimPrefix(name, whiteoutPrefix)
+		if target, ok := ovl.WhiteoutTarget(name); ok {
+			rel = dir + target
 			if !skip[rel] {
 				out = append(out, Change{'D', "/" + rel})
 			}
 			return false, nil
 		}
-		if isOverlayWhiteout(e.fd, &e.st) {
+		if ovl.IsWhiteoutDevice(&e.st) {
 			out = append(out, Change{'D', "/" + rel})
 			return false, nil
 		}
@@ -173,11 +174,11 @@ func (l layerFds) has(rel string) bool {
 		hidden := false
 		for i := range parts {
 			prefix := path.Join(parts[:i]...)
-			if lstatBeneath(root, path.Join(prefix, whiteoutPrefix+parts[i]), &st) == nil {
+			if lstatBeneath(root, path.Join(prefix, ovl.WhiteoutName(parts[i])), &st) == nil {
 				return false
 			}
 			if i < len(parts)-1 {
-				if lstatBeneath(root, path.Join(prefix, parts[i], opaqueMarker), &st) == nil {
+				if lstatBeneath(root, path.Join(prefix, parts[i], ovl.OpaqueMarker), &st) == nil {
 					hidden = true
 				}
 			}

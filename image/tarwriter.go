@@ -6,9 +6,9 @@ import (
 	"io"
 	"os"
 	"path/filepath"
-	"strings"
 	"time"
 
+	"github.com/strata-run/strata/unionfs/ovl"
 	"golang.org/x/sys/unix"
 )
 
@@ -41,7 +41,7 @@ func writeLayerTar(w io.Writer, dir string, o tarOptions) error {
 		if e.openErr != nil {
 			return false, fmt.Errorf("read %s: %w", p, e.openErr)
 		}
-		if o.overlay && isOverlayWhiteout(e.fd, st) {
+		if o.overlay && ovl.IsWhiteoutDevice(st) {
 			return false, tw.WriteHeader(whiteoutHeader(rel, st))
 		}
 		hdr := &tar.Header{
@@ -83,16 +83,16 @@ func writeLayerTar(w io.Writer, dir string, o tarOptions) error {
 		}
 		if e.fd >= 0 {
 			// Only regular files and dirs can carry user xattrs.
-			if ov, ok, err := fdOverrideStat(e.fd); err != nil {
-				return false, fmt.Errorf("read %s of %s: %w", OverrideStatXattr, p, err)
+			if ov, ok, err := fdOverride(e.fd); err != nil {
+				return false, fmt.Errorf("read %s of %s: %w", ovl.OverrideXattr, p, err)
 			} else if ok {
-				hdr.Uid, hdr.Gid, hdr.Mode = ov.UID, ov.GID, int64(ov.Mode&0o7777)
+				hdr.Uid, hdr.Gid, hdr.Mode = int(ov.UID), int(ov.GID), int64(ov.Mode&0o7777)
 				if t := ov.Mode & unix.S_IFMT; (t == unix.S_IFCHR || t == unix.S_IFBLK) && hdr.Typeflag == tar.TypeReg {
 					hdr.Typeflag, hdr.Size = tar.TypeChar, 0
 					if t == unix.S_IFBLK {
 						hdr.Typeflag = tar.TypeBlock
 					}
-					hdr.Devmajor, hdr.Devminor = int64(ov.Major), int64(ov.Minor)
+					hdr.Devmajor, hdr.Devminor = int64(unix.Major(ov.Rdev)), int64(unix.Minor(ov.Rdev))
 				}
 			}
 		}
@@ -107,7 +107,7 @@ func writeLayerTar(w io.Writer, dir string, o tarOptions) error {
 			}
 		}
 		if hdr.Typeflag == tar.TypeDir && o.overlay && isOpaque(e.fd) {
-			opq := &tar.Header{Name: rel + "/" + opaqueMarker, Typeflag: tar.TypeReg, ModTime: hdr.ModTime, Format: tar.FormatPAX}
+			opq := &tar.Header{Name: rel + "/" + ovl.OpaqueMarker, Typeflag: tar.TypeReg, ModTime: hdr.ModTime, Format: tar.FormatPAX}
 			if err := tw.WriteHeader(opq); err != nil {
 				return false, fmt.Errorf("tar %s: %w", p, err)
 			}
@@ -120,27 +120,10 @@ func writeLayerTar(w io.Writer, dir string, o tarOptions) error {
 	return tw.Close()
 }
 
-const (
-	whiteoutPrefix = ".wh."
-	opaqueMarker   = ".wh..wh..opq"
-)
-
-// isOverlayWhiteout: a 0/0 char device, or an empty file (open at fd)
-// carrying overlay.whiteout (the xattr form kernels since 6.7 also read).
-func isOverlayWhiteout(fd int, st *unix.Stat_t) bool {
-	switch st.Mode & unix.S_IFMT {
-	case unix.S_IFCHR:
-		return st.Rdev == 0
-	case unix.S_IFREG:
-		return fd >= 0 && st.Size == 0 && (fdHasXattr(fd, "trusted.overlay.whiteout") || fdHasXattr(fd, "user.overlay.whiteout"))
-	}
-	return false
-}
-
 func whiteoutHeader(rel string, st *unix.Stat_t) *tar.Header {
 	dir, base := filepath.Split(rel)
 	return &tar.Header{
-		Name:     dir + whiteoutPrefix + base,
+		Name:     dir + ovl.WhiteoutName(base),
 		Typeflag: tar.TypeReg,
 		ModTime:  time.Unix(st.Mtim.Unix()).UTC(),
 		Format:   tar.FormatPAX,
@@ -152,8 +135,8 @@ func isOpaque(fd int) bool {
 	if fd < 0 {
 		return false
 	}
-	for _, x := range []string{"trusted.overlay.opaque", "user.overlay.opaque"} {
-		if v, ok, _ := fdXattr(fd, x); ok && strings.TrimRight(string(v), "\x00") == "y" {
+	for _, x := range []string{ovl.TrustedPrefix + ovl.Opaque, ovl.UserPrefix + ovl.Opaque} {
+		if v, ok, _ := fdXattr(fd, x); ok && ovl.IsOpaqueValue(v) {
 			return true
 		}
 	}

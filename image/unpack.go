@@ -12,12 +12,13 @@ import (
 	"strings"
 	"time"
 
+	"github.com/strata-run/strata/unionfs/ovl"
 	"golang.org/x/sys/unix"
 )
 
 // Unpack extracts the uncompressed layer tar r into dir, which must be an
 // existing empty directory, as described in the package doc: owners and
-// modes go to OverrideStatXattr, nothing is written outside dir, and
+// modes go to ovl.OverrideXattr, nothing is written outside dir, and
 // whiteout files are kept as plain files. It stops at the first refused
 // entry with an error naming it; the caller removes dir then. maxSize
 // bounds the bytes of file contents written.
@@ -28,7 +29,7 @@ func Unpack(dir string, r io.Reader, maxSize int64) (written int64, err error) {
 	}
 	u := &unpacker{dir: dir, root: rootFd, cacheFd: -1, maxSize: maxSize}
 	defer u.close()
-	if err := u.setRootOverride(OverrideStat{Mode: unix.S_IFDIR | 0o755}); err != nil {
+	if err := u.setRootOverride(ovl.Override{Mode: unix.S_IFDIR | 0o755}); err != nil {
 		return 0, err
 	}
 	tr := tar.NewReader(r)
@@ -105,7 +106,7 @@ func (u *unpacker) entry(hdr *tar.Header, tr io.Reader) error {
 		return fmt.Errorf("layer entry %q: %w", hdr.Name, err)
 	}
 	perm := uint32(hdr.Mode) & 0o7777
-	ov := OverrideStat{UID: hdr.Uid, GID: hdr.Gid, Mode: perm}
+	ov := ovl.Override{UID: uint32(hdr.Uid), GID: uint32(hdr.Gid), Mode: perm}
 	if rel == "" {
 		if hdr.Typeflag != tar.TypeDir {
 			return fmt.Errorf("layer entry %q: the layer root must be a directory", hdr.Name)
@@ -146,8 +147,8 @@ func (u *unpacker) entry(hdr *tar.Header, tr io.Reader) error {
 		if err := unix.Fchmod(fd, diskMode(perm, true)); err != nil {
 			return wrap("chmod", err)
 		}
-		if err := unix.Fsetxattr(fd, OverrideStatXattr, []byte(ov.Format()), 0); err != nil {
-			return wrap("set "+OverrideStatXattr, err)
+		if err := unix.Fsetxattr(fd, ovl.OverrideXattr, []byte(ov.Format()), 0); err != nil {
+			return wrap("set "+ovl.OverrideXattr, err)
 		}
 		u.dirTimes = append(u.dirTimes, dirTime{rel: rel, mtime: hdr.ModTime})
 		return nil
@@ -159,7 +160,7 @@ func (u *unpacker) entry(hdr *tar.Header, tr io.Reader) error {
 			// mknod is refused to unprivileged users, and a real device
 			// node in a store owned by root is a hazard.
 			size = 0
-			ov.Major, ov.Minor = uint32(hdr.Devmajor), uint32(hdr.Devminor)
+			ov.Rdev = unix.Mkdev(uint32(hdr.Devmajor), uint32(hdr.Devminor))
 			if hdr.Typeflag == tar.TypeChar {
 				ov.Mode |= unix.S_IFCHR
 			} else {
@@ -196,8 +197,8 @@ func (u *unpacker) entry(hdr *tar.Header, tr io.Reader) error {
 		if err := f.Chmod(os.FileMode(diskMode(perm, false))); err != nil {
 			return wrap("chmod", err)
 		}
-		if err := unix.Fsetxattr(fd, OverrideStatXattr, []byte(ov.Format()), 0); err != nil {
-			return wrap("set "+OverrideStatXattr, err)
+		if err := unix.Fsetxattr(fd, ovl.OverrideXattr, []byte(ov.Format()), 0); err != nil {
+			return wrap("set "+ovl.OverrideXattr, err)
 		}
 		ts := timespecs(hdr.ModTime)
 		if err := unix.UtimesNanoAt(pfd, base, ts, unix.AT_SYMLINK_NOFOLLOW); err != nil {
@@ -349,15 +350,15 @@ func timespecs(t time.Time) []unix.Timespec {
 	return []unix.Timespec{ts, ts}
 }
 
-func (u *unpacker) setRootOverride(ov OverrideStat) error {
+func (u *unpacker) setRootOverride(ov ovl.Override) error {
 	fd, err := unix.Open(u.dir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
 	if err != nil {
 		return fmt.Errorf("unpack into %s: %w", u.dir, err)
 	}
 	defer unix.Close(fd)
 	unix.Fchmod(fd, diskMode(ov.Mode&0o7777, true))
-	if err := unix.Fsetxattr(fd, OverrideStatXattr, []byte(ov.Format()), 0); err != nil {
-		return fmt.Errorf("unpack into %s: set %s (does the filesystem support user xattrs?): %w", u.dir, OverrideStatXattr, err)
+	if err := unix.Fsetxattr(fd, ovl.OverrideXattr, []byte(ov.Format()), 0); err != nil {
+		return fmt.Errorf("unpack into %s: set %s (does the filesystem support user xattrs?): %w", u.dir, ovl.OverrideXattr, err)
 	}
 	return nil
 }
@@ -400,7 +401,7 @@ func (u *unpacker) walk(rel, entry string, create bool) (int, error) {
 		nfd, err := unix.Openat(fd, comp, unix.O_PATH|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
 		if err == unix.ENOENT && create {
 			if err = unix.Mkdirat(fd, comp, 0o755); err == nil {
-				err = setOverrideAt(fd, comp, OverrideStat{Mode: unix.S_IFDIR | 0o755})
+				err = setOverrideAt(fd, comp, ovl.Override{Mode: unix.S_IFDIR | 0o755})
 			}
 			if err != nil {
 				unix.Close(fd)
@@ -420,13 +421,13 @@ func (u *unpacker) walk(rel, entry string, create bool) (int, error) {
 	return fd, nil
 }
 
-func setOverrideAt(dirfd int, name string, ov OverrideStat) error {
+func setOverrideAt(dirfd int, name string, ov ovl.Override) error {
 	fd, err := unix.Openat(dirfd, name, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_CLOEXEC|unix.O_NONBLOCK, 0)
 	if err != nil {
 		return err
 	}
 	defer unix.Close(fd)
-	return unix.Fsetxattr(fd, OverrideStatXattr, []byte(ov.Format()), 0)
+	return unix.Fsetxattr(fd, ovl.OverrideXattr, []byte(ov.Format()), 0)
 }
 
 // remove deletes whatever is at base in pfd (a later tar entry replaces an

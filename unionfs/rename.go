@@ -6,6 +6,7 @@ import (
 
 	"github.com/hanwen/go-fuse/v2/fs"
 	"github.com/hanwen/go-fuse/v2/fuse"
+	"github.com/strata-run/strata/unionfs/ovl"
 	"golang.org/x/sys/unix"
 )
 
@@ -183,7 +184,7 @@ func (n *node) Rename(ctx context.Context, name string, newParent fs.InodeEmbedd
 		removeUpperDir(aside)
 	}
 	if wfile {
-		dd.at(whiteoutPrefix + newName).Unlink(0)
+		dd.at(ovl.WhiteoutName(newName)).Unlink(0)
 	}
 	if srcWhiteout {
 		if errno := u.writeWhiteout(se); errno != 0 {
