@@ -77,7 +77,7 @@ func newDriver(spec BackendSpec, strataBin string, rootless bool, nativeWrites [
 	case "kernel":
 		return &kernelDriver{userxattr: rootless}
 	case "strata":
-		return &fuseDriver{bin: strataBin, strata: true, extra: spec.Options}
+		return &strataDriver{fuseDriver: &fuseDriver{bin: strataBin, strata: true, extra: spec.Options}}
 	default:
 		return &fuseDriver{bin: "fuse-overlayfs"}
 	}
@@ -165,6 +165,7 @@ type fuseDriver struct {
 	bin    string
 	strata bool
 	extra  []string
+	env    []string // added to the server's environment
 	opts   string
 	mnt    string
 	cmd    *exec.Cmd
@@ -186,6 +187,9 @@ func (d *fuseDriver) Setup(lowers []string, upper, work, mnt string) (string, er
 		args = []string{"-f", "-o", d.opts, mnt}
 	}
 	d.cmd = exec.Command(d.bin, args...)
+	if d.env != nil {
+		d.cmd.Env = append(os.Environ(), d.env...)
+	}
 	d.cmd.Stderr = &d.stderr
 	d.cmd.Stdout = &d.stderr
 	d.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGTERM}

@@ -80,7 +80,10 @@ type Cell struct {
 	PeakRSSKiB   int64              `json:"peak_rss_kib,omitempty"`
 	MountOptions string             `json:"mount_options,omitempty"`
 	Extra        map[string]float64 `json:"extra_median,omitempty"`
-	Warnings     []string           `json:"warnings,omitempty"`
+	// Requests: the median, over runs, of each opcode's FUSE request
+	// count in the timed part (strata only).
+	Requests map[string]float64 `json:"requests_median,omitempty"`
+	Warnings []string           `json:"warnings,omitempty"`
 }
 
 // Ran reports whether the cell has a timing.
@@ -488,12 +491,43 @@ func summarize(c *Cell) {
 		}
 	}
 	c.Median, c.Min, c.Max = median(ts), slices.Min(ts), slices.Max(ts)
+	c.Requests = medianRequests(c.Runs)
 	if len(extras) > 0 {
 		c.Extra = map[string]float64{}
 		for k, vs := range extras {
 			c.Extra[k] = median(vs)
 		}
 	}
+}
+
+// medianRequests is the per-opcode median over the runs that counted.
+func medianRequests(runs []Measurement) map[string]float64 {
+	ops := map[string]bool{}
+	counted := 0
+	for _, r := range runs {
+		if r.Requests != nil {
+			counted++
+		}
+		for op := range r.Requests {
+			ops[op] = true
+		}
+	}
+	if counted == 0 {
+		return nil
+	}
+	out := map[string]float64{}
+	for op := range ops {
+		var vs []float64
+		for _, r := range runs {
+			if r.Requests != nil {
+				vs = append(vs, float64(r.Requests[op]))
+			}
+		}
+		if m := median(vs); m > 0 {
+			out[op] = m
+		}
+	}
+	return out
 }
 
 func median(xs []float64) float64 {

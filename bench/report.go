@@ -69,18 +69,22 @@ func shorten(s string, n int) string {
 // backend and mode, with ratios to native and to kernel overlayfs.
 func (r *Report) WriteTable(w io.Writer) {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "WORKLOAD\tMODE\tBACKEND\tMEDIAN\tMIN..MAX\txNATIVE\txKERNEL\tPEAK RSS")
+	fmt.Fprintln(tw, "WORKLOAD\tMODE\tBACKEND\tMEDIAN\tMIN..MAX\txNATIVE\txKERNEL\tPEAK RSS\tFUSE REQUESTS")
 	for _, wl := range r.Workloads {
 		for _, m := range r.Modes {
 			native, kernel := r.Cell(wl.Name, "native", m), r.Cell(wl.Name, "kernel", m)
 			for _, b := range r.Backends {
 				c := r.Cell(wl.Name, b.Name, m)
 				t, spread := cellText(c)
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", wl.Name, m, b.Name, t, spread,
-					fmtRatio(ratio(c, native)), fmtRatio(ratio(c, kernel)), fmtRSS(c.PeakRSSKiB))
+				reqs := ""
+				if c.Requests != nil {
+					reqs = fmtRequests(c.Requests, 6)
+				}
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", wl.Name, m, b.Name, t, spread,
+					fmtRatio(ratio(c, native)), fmtRatio(ratio(c, kernel)), fmtRSS(c.PeakRSSKiB), reqs)
 			}
 			if ref := refSeconds(native); ref > 0 {
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t\t\t\t\n", wl.Name, m, "(cp --reflink=auto)", fmtSecs(ref))
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t\t\t\t\t\n", wl.Name, m, "(cp --reflink=auto)", fmtSecs(ref))
 			}
 		}
 	}
@@ -176,6 +180,7 @@ func (r *Report) WriteMarkdown(w io.Writer, svgName string) {
 			fmt.Fprintf(w, "copy-up reference, `cp --reflink=auto` of the big file onto the upper's filesystem plus syncfs: %s (median).\n\n", fmtSecs(ref))
 		}
 	}
+	r.writeRequests(w)
 	r.writeMemory(w)
 	r.writeProblems(w)
 	fmt.Fprintf(w, "## Mount options\n\n")
@@ -297,4 +302,36 @@ func (r *Report) WriteDir(dir string) error {
 		return err
 	}
 	return write("report.md", func(w io.Writer) error { r.WriteMarkdown(w, "chart.svg"); return nil })
+}
+
+// writeRequests lists, for each cell whose server counted them, the FUSE
+// requests its timed part cost (medians over runs): what each speed lever
+// is meant to remove shows here before it shows in the seconds.
+func (r *Report) writeRequests(w io.Writer) {
+	var rows []string
+	for _, wl := range r.Workloads {
+		for _, m := range r.Modes {
+			for _, b := range r.Backends {
+				c := r.Cell(wl.Name, b.Name, m)
+				if c == nil || c.Requests == nil {
+					continue
+				}
+				var total float64
+				for _, v := range c.Requests {
+					total += v
+				}
+				rows = append(rows, fmt.Sprintf("| %s | %s | %s | %s | %s | %s |", wl.Name, m, b.Name,
+					fmtSecs(c.Median), fmtCount(total), fmtRequests(c.Requests, 0)))
+			}
+		}
+	}
+	if len(rows) == 0 {
+		return
+	}
+	fmt.Fprintf(w, "## FUSE requests\n\nCounted by the server over the timed part of each run (medians per opcode).\n\n")
+	fmt.Fprintf(w, "| workload | mode | backend | median | requests | by opcode |\n|---|---|---|---:|---:|---|\n")
+	for _, row := range rows {
+		fmt.Fprintln(w, row)
+	}
+	fmt.Fprintln(w)
 }

@@ -11,6 +11,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 )
@@ -32,9 +33,12 @@ type job struct {
 
 // Measurement is the outcome of one run.
 type Measurement struct {
-	Seconds      float64            `json:"seconds"`
-	WallSeconds  float64            `json:"wall_s"` // the whole run: mount, warm-up, teardown
-	PeakRSSKiB   int64              `json:"peak_rss_kib,omitempty"`
+	Seconds     float64 `json:"seconds"`
+	WallSeconds float64 `json:"wall_s"` // the whole run: mount, warm-up, teardown
+	PeakRSSKiB  int64   `json:"peak_rss_kib,omitempty"`
+	// Requests: the FUSE requests the timed part cost, by opcode, as the
+	// server counted them (strata only).
+	Requests     map[string]uint64  `json:"requests,omitempty"`
 	Extra        map[string]float64 `json:"extra,omitempty"`
 	MountOptions string             `json:"mount_options,omitempty"`
 	Error        string             `json:"error,omitempty"`
@@ -133,17 +137,34 @@ func execute(j job, drop func() error) (m Measurement) {
 				return err
 			}
 		}
+		rc, counts := d.(requestCounter)
+		var before map[string]uint64
+		if counts {
+			var err error
+			if before, err = rc.Requests(); err != nil {
+				counts = false
+				m.Warning = err.Error()
+			}
+		}
 		t := startTimer()
 		if err := w.Run(c); err != nil {
 			return err
 		}
 		m.Seconds = t.seconds()
+		if counts {
+			after, err := rc.Requests()
+			if err != nil {
+				m.Warning = err.Error()
+			} else {
+				m.Requests = requestDiff(before, after)
+			}
+		}
 		return nil
 	}()
 	m.PeakRSSKiB = peakRSS(d.PID())
 	if terr := d.Teardown(); terr != nil {
 		// The timing stands; the slow or failed teardown is reported.
-		m.Warning = terr.Error()
+		m.Warning = strings.TrimPrefix(m.Warning+"; "+terr.Error(), "; ")
 	}
 	if len(c.extra) > 0 {
 		m.Extra = c.extra

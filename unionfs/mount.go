@@ -48,6 +48,11 @@ func Mount(mountpoint string, opts Options) (*Server, error) {
 	return &Server{fuse: srv, mountpoint: mnt, root: u}, nil
 }
 
+// Requests returns how many FUSE requests the union has served since it
+// was mounted, by opcode name ("LOOKUP", "GETATTR", ...); opcodes never
+// seen are left out. BATCH_FORGET counts as one FORGET per node.
+func (s *Server) Requests() map[string]uint64 { return s.root.requests.snapshot() }
+
 // Mountpoint is where the union is mounted.
 func (s *Server) Mountpoint() string { return s.mountpoint }
 

@@ -72,7 +72,7 @@ func (n *node) isMerged() bool {
 // upperRel is the node's path in the upper layer now. The root is ".".
 // It is made from go-fuse's tree, which a rename changes only after the
 // rename is done on disk: hold u.treeMu (read) from making the path to
-// resolving it, so the two always agree (see renameLocker).
+// resolving it, so the two always agree (see rawFS).
 func (n *node) upperRel() string {
 	if n == n.u.root {
 		return "."

@@ -209,7 +209,7 @@ func (n *node) setOpaque() {
 // holdTreeForRename takes treeMu for writing, so no operation makes a path
 // from go-fuse's tree while the upper and the tree disagree. go-fuse moves
 // its nodes only after Rename returns, so the lock is handed to
-// renameLocker, which releases it once that is done; the returned func
+// rawFS.Rename, which releases it once that is done; the returned func
 // releases it only where no such hand-over is possible.
 func (u *unionFS) holdTreeForRename(ctx context.Context) (release func()) {
 	u.treeMu.Lock()
@@ -218,24 +218,4 @@ func (u *unionFS) holdTreeForRename(ctx context.Context) (release func()) {
 		return func() {}
 	}
 	return u.treeMu.Unlock
-}
-
-// noRenameOwner is renameOwner's value while no rename holds treeMu.
-var noRenameOwner <-chan struct{}
-
-// renameLocker is the raw filesystem go-fuse serves: its own, with Rename
-// releasing treeMu once go-fuse's tree shows what the rename did on disk.
-// Requests are told apart by their cancel channel, which go-fuse makes
-// per request.
-type renameLocker struct {
-	fuse.RawFileSystem
-	u *unionFS
-}
-
-func (r renameLocker) Rename(cancel <-chan struct{}, in *fuse.RenameIn, oldName, newName string) fuse.Status {
-	st := r.RawFileSystem.Rename(cancel, in, oldName, newName)
-	if r.u.renameOwner.CompareAndSwap(cancel, noRenameOwner) {
-		r.u.treeMu.Unlock()
-	}
-	return st
 }

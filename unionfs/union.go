@@ -81,6 +81,8 @@ type unionFS struct {
 	// nodes: the live node of each inode number (see newChild).
 	nodesMu sync.Mutex
 	nodes   map[uint64]*node
+
+	requests opCounts // FUSE requests served, by opcode (see rawFS)
 }
 
 func newUnionFS(opts Options) (*unionFS, error) {
@@ -381,7 +383,7 @@ func (u *unionFS) mount(mnt string) (*fuse.Server, error) {
 		opts.Logger = nil
 	}
 	start := time.Now()
-	raw := renameLocker{RawFileSystem: fs.NewNodeFS(root, opts), u: u}
+	raw := &rawFS{RawFileSystem: fs.NewNodeFS(root, opts), u: u, count: &u.requests}
 	srv, err := fuse.NewServer(raw, mnt, &opts.MountOptions)
 	if err != nil {
 		return nil, err

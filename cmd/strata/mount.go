@@ -105,6 +105,7 @@ func runMount(cmd *cobra.Command, f mountFlags, mnt string) error {
 		return err
 	}
 	report(nil)
+	serveRequestStats(srv)
 	go func() {
 		sig := make(chan os.Signal, 1)
 		signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM)
