@@ -37,6 +37,7 @@ var strataVariants = []struct{ off, option string }{
 	{"cache_readdir", "nocachereaddir"},
 	{"splice", "nosplice"},
 	{"lower entry/attr timeout", "lowertimeout=0"},
+	{"zero-message opendir", "nozeroopendir"},
 }
 
 // AllBackends lists every backend in table order.

@@ -58,7 +58,8 @@ func hostInfo() Host {
 		on   bool
 		name string
 	}{{s.KeepCache, "keep_cache"}, {s.CacheReaddir, "cache_readdir"}, {s.Passthrough, "passthrough (root only; the kernel refuses it in a user namespace)"},
-		{s.Writeback, "writeback cache"}, {s.Splice, "splice"}, {s.ParallelDirops, "parallel dirops"}} {
+		{s.Writeback, "writeback cache"}, {s.Splice, "splice"}, {s.ParallelDirops, "parallel dirops"},
+		{s.ZeroOpendir, "zero-message opendir"}} {
 		if f.on {
 			h.StrataDefaults = append(h.StrataDefaults, f.name)
 		} else {

@@ -39,4 +39,15 @@
 // "user.containers.override_stat" ("uid:gid:mode[:type]"), the format
 // containers/storage and fuse-overlayfs use; lowers carrying that xattr on
 // their root directory are read the same way.
+//
+// # Round trips
+//
+// FUSE costs a round trip per request, so the server lets the kernel do
+// without every request it can (Speed): long entry and attribute timeouts
+// for immutable lowers, cached listings, and zero-message opendir, where
+// OPENDIR is answered ENOSYS once and the kernel lists directories with
+// no handle at all (rawdir.go). Handle-less I/O needs the inode of a
+// directory removed while open held for the kernel (pin.go). The raw
+// wrapper go-fuse serves counts requests by opcode (raw.go), so every
+// lever can be measured in requests as well as seconds.
 package unionfs

@@ -31,11 +31,16 @@ type node struct {
 	// is the name a copy-up of a hard-linked file links into the upper.
 	lastParent *node
 	lastName   string
-	// tmpPath reaches an O_TMPFILE file that has no name yet.
+	// tmpPath reaches an O_TMPFILE file that has no name yet, or an
+	// inode whose last name went while the kernel held it (see pin.go).
 	tmpPath string
+	pin     int // fd+1 of a removed inode strata holds for the kernel; 0: none
 	// listing caches the merged directory listing (nil: not taken); every
 	// change to the directory passes through this node and drops it.
 	listing []fuse.DirEntry
+	// kernelListed: the kernel was handed a listing it may cache (see
+	// dropListing).
+	kernelListed bool
 	// lowerSize: the size of the lower file (it cannot change), which
 	// decides at open whether passthrough pays.
 	lowerSize int64
@@ -272,6 +277,7 @@ var _ fs.NodeOnForgetter = (*node)(nil)
 
 // OnForget drops the node from the registry once the kernel forgot it.
 func (n *node) OnForget() {
+	n.unpin()
 	n.u.nodesMu.Lock()
 	if ino := n.StableAttr().Ino; n.u.nodes[ino] == n {
 		delete(n.u.nodes, ino)

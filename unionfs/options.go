@@ -40,6 +40,9 @@ type Speed struct {
 	Writeback      bool // kernel writeback cache
 	Splice         bool // splice reads
 	ParallelDirops bool
+	// ZeroOpendir answers OPENDIR with ENOSYS, so the kernel lists
+	// directories with no OPENDIR or RELEASEDIR at all (needs CacheReaddir).
+	ZeroOpendir bool
 }
 
 // DefaultSpeed is what `strata mount` uses unless told otherwise.
@@ -52,6 +55,7 @@ var DefaultSpeed = Speed{
 	Writeback:      false,
 	Splice:         true,
 	ParallelDirops: true,
+	ZeroOpendir:    true,
 }
 
 // Options describe one union mount. Lowers are ordered as overlayfs orders
@@ -127,6 +131,8 @@ func ParseOverlayOptions(o *Options, spec string) error {
 			o.Speed.Writeback = false
 		case "writeback":
 			o.Speed.Writeback = true
+		case "zeroopendir", "nozeroopendir":
+			o.Speed.ZeroOpendir = key == "zeroopendir"
 		case "lowertimeout", "uppertimeout":
 			d, err := time.ParseDuration(val)
 			if err != nil {

@@ -19,6 +19,10 @@ type rawFS struct {
 	fuse.RawFileSystem
 	u     *unionFS
 	count *opCounts
+	srv   *fuse.Server
+	// noOpendir: 0 undecided, 1 OPENDIR is answered ENOSYS, 2 it is served
+	// (see zeroOpendir).
+	noOpendir atomic.Int32
 }
 
 func (r *rawFS) Rename(cancel <-chan struct{}, in *fuse.RenameIn, oldName, newName string) fuse.Status {

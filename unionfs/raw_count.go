@@ -164,27 +164,27 @@ func (r *rawFS) Fallocate(cancel <-chan struct{}, in *fuse.FallocateIn) fuse.Sta
 
 func (r *rawFS) OpenDir(cancel <-chan struct{}, in *fuse.OpenIn, out *fuse.OpenOut) fuse.Status {
 	r.count.add(opOpendir)
-	return r.RawFileSystem.OpenDir(cancel, in, out)
+	return r.openDir(cancel, in, out)
 }
 
 func (r *rawFS) ReadDir(cancel <-chan struct{}, in *fuse.ReadIn, out *fuse.DirEntryList) fuse.Status {
 	r.count.add(opReaddir)
-	return r.RawFileSystem.ReadDir(cancel, in, out)
+	return r.readDir(cancel, in, out)
 }
 
 func (r *rawFS) ReadDirPlus(cancel <-chan struct{}, in *fuse.ReadIn, out *fuse.DirEntryList) fuse.Status {
 	r.count.add(opReaddirplus)
-	return r.RawFileSystem.ReadDirPlus(cancel, in, out)
+	return r.readDirPlus(cancel, in, out)
 }
 
 func (r *rawFS) ReleaseDir(in *fuse.ReleaseIn) {
 	r.count.add(opReleasedir)
-	r.RawFileSystem.ReleaseDir(in)
+	r.releaseDir(in)
 }
 
 func (r *rawFS) FsyncDir(cancel <-chan struct{}, in *fuse.FsyncIn) fuse.Status {
 	r.count.add(opFsyncdir)
-	return r.RawFileSystem.FsyncDir(cancel, in)
+	return r.fsyncDir(cancel, in)
 }
 
 func (r *rawFS) StatFs(cancel <-chan struct{}, header *fuse.InHeader, out *fuse.StatfsOut) fuse.Status {

@@ -2,6 +2,7 @@ package unionfs
 
 import (
 	"context"
+	"sort"
 	"strings"
 	"syscall"
 	"unsafe"
@@ -44,10 +45,21 @@ func (d *dirHandle) Readdirent(ctx context.Context) (*fuse.DirEntry, syscall.Err
 	return &e, 0
 }
 
+// dropListing forgets the merged listing after strata changed the
+// directory. If the kernel may hold a copy (it caches every listing once
+// opendir is zero-message), that goes too: the kernel drops its own on
+// the changes it makes, but not on those strata makes for it. The
+// notification is sent from its own goroutine, as the kernel may hold
+// locks on the directory until this request is answered.
 func (n *node) dropListing() {
 	n.mu.Lock()
 	n.listing = nil
+	cached := n.kernelListed
+	n.kernelListed = false
 	n.mu.Unlock()
+	if cached {
+		go n.NotifyContent(0, 0)
+	}
 }
 
 func (d *dirHandle) Getattr(ctx context.Context, out *fuse.AttrOut) syscall.Errno {
@@ -71,11 +83,10 @@ func (d *dirHandle) Releasedir(ctx context.Context, flags uint32) {
 	}
 }
 
+// Seekdir continues after the entry whose cookie is off (see
+// listingCookies); the entry itself may be gone since.
 func (d *dirHandle) Seekdir(ctx context.Context, off uint64) syscall.Errno {
-	if off > uint64(len(d.entries)) {
-		return syscall.EINVAL
-	}
-	d.pos = int(off)
+	d.pos = sort.Search(len(d.entries), func(i int) bool { return d.entries[i].Off > off })
 	return 0
 }
 
@@ -91,24 +102,80 @@ func (d *dirHandle) Fsyncdir(ctx context.Context, flags uint32) syscall.Errno {
 	return errnoOf(unix.Fsync(fd))
 }
 
-func (n *node) OpendirHandle(ctx context.Context, flags uint32) (fs.FileHandle, uint32, syscall.Errno) {
+// listingCookies gives each entry its name's cookie as its offset and
+// sorts the listing by it. An offset is where a listing resumes, and a
+// cookie stays the same while entries come and go around it, so a reader
+// that resumes after a change neither repeats nor skips an entry that was
+// there all along (an index would shift); that matters most once opendir
+// is zero-message, where every READDIR takes the listing afresh.
+func listingCookies(entries []fuse.DirEntry) {
+	for i := range entries {
+		entries[i].Off = nameCookie(entries[i].Name)
+	}
+	sort.Slice(entries, func(i, j int) bool {
+		if entries[i].Off != entries[j].Off {
+			return entries[i].Off < entries[j].Off
+		}
+		return entries[i].Name < entries[j].Name
+	})
+	for i := 1; i < len(entries); i++ {
+		if entries[i].Off <= entries[i-1].Off {
+			entries[i].Off = entries[i-1].Off + 1 // a collision: rare, and still ordered
+		}
+	}
+}
+
+// nameCookie is FNV-1a of name, made positive as a loff_t and never 0,
+// which means the start of a listing.
+func nameCookie(name string) uint64 {
+	h := uint64(14695981039346656037)
+	for i := 0; i < len(name); i++ {
+		h ^= uint64(name[i])
+		h *= 1099511628211
+	}
+	return h>>2 | 1
+}
+
+// takeListing returns the merged listing, made once and kept until the
+// directory changes.
+func (n *node) takeListing() ([]fuse.DirEntry, syscall.Errno) {
 	n.mu.Lock()
 	entries := n.listing
 	n.mu.Unlock()
+	if entries != nil {
+		return entries, 0
+	}
+	entries, errno := n.merged()
+	if errno != 0 {
+		return nil, errno
+	}
+	listingCookies(entries)
 	if entries == nil {
-		var errno syscall.Errno
-		if entries, errno = n.merged(); errno != 0 {
-			return nil, 0, errno
-		}
-		for i := range entries {
-			entries[i].Off = uint64(i + 1)
-		}
-		if entries == nil {
-			entries = []fuse.DirEntry{}
-		}
+		entries = []fuse.DirEntry{}
+	}
+	n.mu.Lock()
+	n.listing = entries
+	n.mu.Unlock()
+	return entries, 0
+}
+
+// dirNoFd in OpendirHandle's flags (no open flag uses the bit) asks for a
+// handle that only lists: rawFS makes one per READDIR when opendir is
+// zero-message, and it never needs the directory's fd.
+const dirNoFd = 1 << 31
+
+func (n *node) OpendirHandle(ctx context.Context, flags uint32) (fs.FileHandle, uint32, syscall.Errno) {
+	entries, errno := n.takeListing()
+	if errno != 0 {
+		return nil, 0, errno
+	}
+	if n.u.opts.Speed.CacheReaddir || flags&dirNoFd != 0 {
 		n.mu.Lock()
-		n.listing = entries
+		n.kernelListed = true
 		n.mu.Unlock()
+	}
+	if flags&dirNoFd != 0 {
+		return &dirHandle{entries: entries, n: n, fd: -1}, 0, 0
 	}
 	var fuseFlags uint32
 	if n.u.opts.Speed.CacheReaddir {
@@ -192,8 +259,11 @@ func dtToMode(t uint8) uint32 {
 // stopping at an opaque layer.
 func (n *node) merged() ([]fuse.DirEntry, syscall.Errno) {
 	n.mu.Lock()
-	up := n.hasUpper
+	up, removed := n.hasUpper, n.pin > 0
 	n.mu.Unlock()
+	if removed {
+		return []fuse.DirEntry{}, 0 // a removed directory is empty
+	}
 	d := dirRef{fd: -1}
 	if up && n.u.upper != nil {
 		var errno syscall.Errno

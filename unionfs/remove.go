@@ -89,9 +89,15 @@ func (n *node) Rmdir(ctx context.Context, name string) syscall.Errno {
 	if errno := u.copyUp(n); errno != 0 {
 		return errno
 	}
+	child := n.knownChild(name)
+	pin := u.holdRemoved(child, &r)
 	u.copyMu.Lock()
 	defer u.copyMu.Unlock()
-	return u.remove(n, name, &r, true)
+	errno = u.remove(n, name, &r, true)
+	if child != nil {
+		child.adoptRemoved(pin, errno == 0)
+	}
+	return errno
 }
 
 // emptyInUnion fails with ENOTEMPTY unless directory name of parent shows

@@ -31,7 +31,7 @@ func (r *resolved) hasLowerDir() bool {
 	return r.st.Mode&unix.S_IFMT == unix.S_IFDIR && !r.opaque && len(r.dirLowers) > 0
 }
 
-func (n *node) Rename(ctx context.Context, name string, newParent fs.InodeEmbedder, newName string, flags uint32) syscall.Errno {
+func (n *node) Rename(ctx context.Context, name string, newParent fs.InodeEmbedder, newName string, flags uint32) (result syscall.Errno) {
 	u := n.u
 	np := newParent.(*node)
 	src, errno := u.resolve(n, name, true)
@@ -96,6 +96,8 @@ func (n *node) Rename(ctx context.Context, name string, newParent fs.InodeEmbedd
 			if dstIndex, errno = u.prepareHardlink(ctx, np, newName, &dst); errno != 0 {
 				return errno
 			}
+			pin := u.holdRemoved(dstNode, &dst)
+			defer func() { dstNode.adoptRemoved(pin, result == 0) }()
 		}
 	}
 	u.copyMu.Lock()

@@ -19,6 +19,9 @@ import (
 // serving ("ok") or why it failed.
 const readyFdEnv = "STRATA_MOUNT_READY_FD"
 
+// mountOptionsEnv: see mountFlags.unionOptions.
+const mountOptionsEnv = "STRATA_MOUNT_OPTIONS"
+
 type mountFlags struct {
 	options    []string
 	lowers     []string
@@ -65,7 +68,10 @@ nocachereaddir, nosplice, lowertimeout=DURATION, uppertimeout=DURATION.`,
 
 func (f mountFlags) unionOptions() (unionfs.Options, error) {
 	opts := unionfs.Options{Speed: unionfs.DefaultSpeed}
-	for _, o := range f.options {
+	// STRATA_MOUNT_OPTIONS adds -o options after the command line's: a
+	// way to run a test suite or a benchmark whole in another speed mode
+	// (e.g. "nozeroopendir").
+	for _, o := range append(f.options, os.Getenv(mountOptionsEnv)) {
 		if err := unionfs.ParseOverlayOptions(&opts, o); err != nil {
 			return opts, err
 		}
