@@ -57,6 +57,11 @@ func AllBackends() []BackendSpec {
 	} else {
 		out = append(out, BackendSpec{Name: "strata-writeback", Kind: "strata", Options: []string{"writeback"}, On: "writeback cache"})
 	}
+	if unionfs.DefaultSpeed.ZeroOpen {
+		out = append(out, BackendSpec{Name: "strata-nozeroopen", Kind: "strata", Options: []string{"nozeroopen"}, Off: "zero-message opens"})
+	} else {
+		out = append(out, BackendSpec{Name: "strata-zeroopen", Kind: "strata", Options: []string{"zeroopen"}, On: "zero-message opens"})
+	}
 	return append(out, BackendSpec{Name: "fuse-overlayfs", Kind: "fuse-overlayfs"})
 }
 

@@ -59,7 +59,7 @@ func hostInfo() Host {
 		name string
 	}{{s.KeepCache, "keep_cache"}, {s.CacheReaddir, "cache_readdir"}, {s.Passthrough, "passthrough (root only; the kernel refuses it in a user namespace)"},
 		{s.Writeback, "writeback cache"}, {s.Splice, "splice"}, {s.ParallelDirops, "parallel dirops"},
-		{s.ZeroOpendir, "zero-message opendir"}} {
+		{s.ZeroOpendir, "zero-message opendir"}, {s.ZeroOpen, "zero-message opens"}} {
 		if f.on {
 			h.StrataDefaults = append(h.StrataDefaults, f.name)
 		} else {

@@ -13,7 +13,7 @@ import (
 
 func (n *node) Setattr(ctx context.Context, f fs.FileHandle, in *fuse.SetAttrIn, out *fuse.AttrOut) syscall.Errno {
 	u := n.u
-	if errno := u.copyUp(n); errno != 0 {
+	if errno := n.copyUpForWrite(); errno != 0 {
 		return errno
 	}
 	l, e, errno := n.backing()

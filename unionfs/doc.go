@@ -46,8 +46,11 @@
 // without every request it can (Speed): long entry and attribute timeouts
 // for immutable lowers, cached listings, and zero-message opendir, where
 // OPENDIR is answered ENOSYS once and the kernel lists directories with
-// no handle at all (rawdir.go). Handle-less I/O needs the inode of a
-// directory removed while open held for the kernel (pin.go). The raw
+// no handle at all (rawdir.go), and zero-message opens, where OPEN and
+// FLUSH are answered ENOSYS once and reads and writes arrive with no
+// handle, served from a per-inode backing fd under an LRU bound
+// (iofd.go). Handle-less I/O needs the inode of a file or directory
+// removed while open held for the kernel (pin.go). The raw
 // wrapper go-fuse serves counts requests by opcode (raw.go), so every
 // lever can be measured in requests as well as seconds.
 package unionfs

@@ -87,7 +87,7 @@ func (n *node) Open(ctx context.Context, flags uint32) (fs.FileHandle, uint32, s
 
 func (n *node) openBacking(flags uint32) (fs.FileHandle, uint32, syscall.Errno) {
 	n.mu.Lock()
-	lowerOnly, lower, rel := !n.hasUpper && n.tmpPath == "", n.lower, n.lowerRel()
+	lowerOnly, lower, rel := !n.hasUpper && (n.tmpPath == "" || n.pinLower), n.lower, n.lowerRel()
 	n.mu.Unlock()
 	if flags&unix.O_ACCMODE == unix.O_RDONLY && lowerOnly && n.u.opts.Speed.KeepCache {
 		if !n.u.opts.Speed.Passthrough || n.lowerSize < passthroughMinSize {

@@ -34,7 +34,10 @@ type node struct {
 	// tmpPath reaches an O_TMPFILE file that has no name yet, or an
 	// inode whose last name went while the kernel held it (see pin.go).
 	tmpPath string
-	pin     int // fd+1 of a removed inode strata holds for the kernel; 0: none
+	pin     int   // fd+1 of a removed inode strata holds for the kernel; 0: none
+	io      *ioFd // the backing fd of handle-less I/O (see iofd.go)
+	// pinLower: the pinned inode is a lower file's, never to be written.
+	pinLower bool
 	// listing caches the merged directory listing (nil: not taken); every
 	// change to the directory passes through this node and drops it.
 	listing []fuse.DirEntry
@@ -277,6 +280,7 @@ var _ fs.NodeOnForgetter = (*node)(nil)
 
 // OnForget drops the node from the registry once the kernel forgot it.
 func (n *node) OnForget() {
+	n.dropIO()
 	n.unpin()
 	n.u.nodesMu.Lock()
 	if ino := n.StableAttr().Ino; n.u.nodes[ino] == n {

@@ -43,6 +43,11 @@ type Speed struct {
 	// ZeroOpendir answers OPENDIR with ENOSYS, so the kernel lists
 	// directories with no OPENDIR or RELEASEDIR at all (needs CacheReaddir).
 	ZeroOpendir bool
+	// ZeroOpen answers OPEN and FLUSH with ENOSYS, so the kernel opens
+	// and closes files with no message at all; I/O arrives without a
+	// handle. It leaves no handle to pass through, so Passthrough is
+	// moot where it is on.
+	ZeroOpen bool
 }
 
 // DefaultSpeed is what `strata mount` uses unless told otherwise.
@@ -131,6 +136,8 @@ func ParseOverlayOptions(o *Options, spec string) error {
 			o.Speed.Writeback = false
 		case "writeback":
 			o.Speed.Writeback = true
+		case "zeroopen", "nozeroopen":
+			o.Speed.ZeroOpen = key == "zeroopen"
 		case "zeroopendir", "nozeroopendir":
 			o.Speed.ZeroOpendir = key == "zeroopendir"
 		case "lowertimeout", "uppertimeout":

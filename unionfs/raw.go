@@ -23,6 +23,7 @@ type rawFS struct {
 	// noOpendir: 0 undecided, 1 OPENDIR is answered ENOSYS, 2 it is served
 	// (see zeroOpendir).
 	noOpendir atomic.Int32
+	noOpen    atomic.Int32 // the same for OPEN and FLUSH (see zeroOpen)
 }
 
 func (r *rawFS) Rename(cancel <-chan struct{}, in *fuse.RenameIn, oldName, newName string) fuse.Status {

@@ -34,6 +34,41 @@ func (r *rawFS) zeroOpendir() bool {
 	return on
 }
 
+// zeroOpen reports whether this mount answers OPEN and FLUSH with ENOSYS
+// (see iofd.go).
+func (r *rawFS) zeroOpen() bool {
+	switch r.noOpen.Load() {
+	case 1:
+		return true
+	case 2:
+		return false
+	}
+	on := r.u.opts.Speed.ZeroOpen && r.srv != nil &&
+		r.srv.KernelSettings().Flags64()&fuse.CAP_NO_OPEN_SUPPORT != 0
+	if on {
+		r.noOpen.Store(1)
+	} else {
+		r.noOpen.Store(2)
+	}
+	return on
+}
+
+func (r *rawFS) open(cancel <-chan struct{}, in *fuse.OpenIn, out *fuse.OpenOut) fuse.Status {
+	if r.zeroOpen() {
+		return fuse.ENOSYS
+	}
+	return r.RawFileSystem.Open(cancel, in, out)
+}
+
+// flush: with zero-message opens nothing is written back at close (I/O
+// goes straight to the backing fd), and ENOSYS stops FLUSH for good.
+func (r *rawFS) flush(cancel <-chan struct{}, in *fuse.FlushIn) fuse.Status {
+	if r.zeroOpen() {
+		return fuse.ENOSYS
+	}
+	return r.RawFileSystem.Flush(cancel, in)
+}
+
 func (r *rawFS) Init(s *fuse.Server) {
 	r.srv = s
 	r.RawFileSystem.Init(s)

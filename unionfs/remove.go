@@ -29,9 +29,15 @@ func (n *node) Unlink(ctx context.Context, name string) syscall.Errno {
 	if errno != 0 {
 		return errno
 	}
+	child := n.knownChild(name)
+	pin := u.holdRemoved(child, &r)
 	u.copyMu.Lock()
 	defer u.copyMu.Unlock()
-	if errno := u.remove(n, name, &r, false); errno != 0 {
+	errno = u.remove(n, name, &r, false)
+	if child != nil {
+		child.adoptRemoved(pin, errno == 0)
+	}
+	if errno != 0 {
 		return errno
 	}
 	if index != "" {

@@ -83,6 +83,7 @@ type unionFS struct {
 	nodes   map[uint64]*node
 
 	requests opCounts // FUSE requests served, by opcode (see rawFS)
+	fds      fdCache  // backing fds of handle-less I/O (see iofd.go)
 }
 
 func newUnionFS(opts Options) (*unionFS, error) {
@@ -347,13 +348,16 @@ func (u *unionFS) mount(mnt string) (*fuse.Server, error) {
 	}
 	negT := sp.LowerTimeout
 	mo := fuse.MountOptions{
-		FsName:               name,
-		Name:                 "strata",
-		AllowOther:           u.opts.AllowOther,
-		DirectMount:          u.opts.DirectMount,
-		DirectMountStrict:    u.opts.DirectMount,
-		Debug:                u.opts.Debug,
-		EnableLocks:          true,
+		FsName:            name,
+		Name:              "strata",
+		AllowOther:        u.opts.AllowOther,
+		DirectMount:       u.opts.DirectMount,
+		DirectMountStrict: u.opts.DirectMount,
+		Debug:             u.opts.Debug,
+		// Locks need a handle per open to tell owners apart; without
+		// handles (ZeroOpen) the kernel keeps them itself, which is
+		// exact for a mount that is the only way to its upper.
+		EnableLocks:          !sp.ZeroOpen,
 		EnableSymlinkCaching: true,
 		DisableSplice:        !sp.Splice,
 		MaxWrite:             1 << 20,
@@ -381,6 +385,9 @@ func (u *unionFS) mount(mnt string) (*fuse.Server, error) {
 	}
 	if u.opts.Debug {
 		opts.Logger = nil
+	}
+	if sp.ZeroOpen {
+		u.fds.max = fdBudget()
 	}
 	start := time.Now()
 	raw := &rawFS{RawFileSystem: fs.NewNodeFS(root, opts), u: u, count: &u.requests}
