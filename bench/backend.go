@@ -62,6 +62,9 @@ func AllBackends() []BackendSpec {
 	} else {
 		out = append(out, BackendSpec{Name: "strata-zeroopen", Kind: "strata", Options: []string{"zeroopen"}, On: "zero-message opens"})
 	}
+	// The INIT flags that only the kernel's caching needs, off together.
+	out = append(out, BackendSpec{Name: "strata-noinitcaps", Kind: "strata",
+		Options: []string{"noacl", "nokillprivv2", "noreaddirplusauto"}, Off: "POSIX_ACL, HANDLE_KILLPRIV_V2, READDIRPLUS_AUTO"})
 	return append(out, BackendSpec{Name: "fuse-overlayfs", Kind: "fuse-overlayfs"})
 }
 

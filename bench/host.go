@@ -59,7 +59,8 @@ func hostInfo() Host {
 		name string
 	}{{s.KeepCache, "keep_cache"}, {s.CacheReaddir, "cache_readdir"}, {s.Passthrough, "passthrough (root only; the kernel refuses it in a user namespace)"},
 		{s.Writeback, "writeback cache"}, {s.Splice, "splice"}, {s.ParallelDirops, "parallel dirops"},
-		{s.ZeroOpendir, "zero-message opendir"}, {s.ZeroOpen, "zero-message opens"}} {
+		{s.ZeroOpendir, "zero-message opendir"}, {s.ZeroOpen, "zero-message opens"},
+		{s.Acl, "POSIX ACL"}, {s.KillprivV2, "HANDLE_KILLPRIV_V2"}, {s.ReaddirplusAuto, "READDIRPLUS_AUTO"}} {
 		if f.on {
 			h.StrataDefaults = append(h.StrataDefaults, f.name)
 		} else {

@@ -43,6 +43,15 @@ func (n *node) Setattr(ctx context.Context, f fs.FileHandle, in *fuse.SetAttrIn,
 	mode, setMode := in.GetMode()
 	uid, setUID := in.GetUID()
 	gid, setGID := in.GetGID()
+	if in.Valid&fuse.FATTR_KILL_SUIDGID != 0 && !setMode && st.Mode&unix.S_IFMT == unix.S_IFREG {
+		// KILLPRIV_V2: a truncate by a caller without CAP_FSETID clears
+		// the set-id bits, as the kernel would have.
+		eff := st
+		applyOverride(l, e, &eff)
+		if m := killedMode(eff.Mode); m != eff.Mode {
+			mode, setMode = m&07777, true
+		}
+	}
 	if (setMode || setUID || setGID) && (hasOverride || !u.realOwners) && !isLink {
 		if !hasOverride {
 			cur = ovl.Override{UID: st.Uid, GID: st.Gid, Mode: st.Mode, Rdev: st.Rdev}

@@ -207,6 +207,14 @@ func (n *node) Read(ctx context.Context, f fs.FileHandle, dest []byte, off int64
 }
 
 func (n *node) Write(ctx context.Context, f fs.FileHandle, data []byte, off int64) (uint32, syscall.Errno) {
+	nw, errno := n.write(ctx, f, data, off)
+	if errno == 0 && n.u.killRequested(ctx) {
+		errno = n.killSuidgid(ctx)
+	}
+	return nw, errno
+}
+
+func (n *node) write(ctx context.Context, f fs.FileHandle, data []byte, off int64) (uint32, syscall.Errno) {
 	if f != nil {
 		if w, ok := f.(fs.FileWriter); ok {
 			return w.Write(ctx, data, off)

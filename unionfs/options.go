@@ -48,19 +48,32 @@ type Speed struct {
 	// handle. It leaves no handle to pass through, so Passthrough is
 	// moot where it is on.
 	ZeroOpen bool
+	// Acl lets the kernel check and cache POSIX ACLs (FUSE_POSIX_ACL)
+	// instead of asking for system.posix_acl_access at every access.
+	Acl bool
+	// KillprivV2 (FUSE_HANDLE_KILLPRIV_V2) has strata clear set-id bits
+	// on write, truncate and chown itself, so the kernel no longer asks
+	// for security.capability before every write.
+	KillprivV2 bool
+	// ReaddirplusAuto lets the kernel choose READDIR when it does not
+	// need attributes (FUSE_READDIRPLUS_AUTO).
+	ReaddirplusAuto bool
 }
 
 // DefaultSpeed is what `strata mount` uses unless told otherwise.
 var DefaultSpeed = Speed{
-	LowerTimeout:   time.Hour,
-	UpperTimeout:   time.Second,
-	KeepCache:      true,
-	CacheReaddir:   true,
-	Passthrough:    true,
-	Writeback:      false,
-	Splice:         true,
-	ParallelDirops: true,
-	ZeroOpendir:    true,
+	LowerTimeout:    time.Hour,
+	UpperTimeout:    time.Second,
+	KeepCache:       true,
+	CacheReaddir:    true,
+	Passthrough:     true,
+	Writeback:       false,
+	Splice:          true,
+	ParallelDirops:  true,
+	ZeroOpendir:     true,
+	Acl:             true,
+	KillprivV2:      true,
+	ReaddirplusAuto: true,
 }
 
 // Options describe one union mount. Lowers are ordered as overlayfs orders
@@ -136,6 +149,12 @@ func ParseOverlayOptions(o *Options, spec string) error {
 			o.Speed.Writeback = false
 		case "writeback":
 			o.Speed.Writeback = true
+		case "acl", "noacl":
+			o.Speed.Acl = key == "acl"
+		case "killprivv2", "nokillprivv2":
+			o.Speed.KillprivV2 = key == "killprivv2"
+		case "readdirplusauto", "noreaddirplusauto":
+			o.Speed.ReaddirplusAuto = key == "readdirplusauto"
 		case "zeroopen", "nozeroopen":
 			o.Speed.ZeroOpen = key == "zeroopen"
 		case "zeroopendir", "nozeroopendir":
@@ -154,7 +173,7 @@ func ParseOverlayOptions(o *Options, spec string) error {
 			} else {
 				o.Speed.UpperTimeout = d
 			}
-		case "noacl", "acl", "rw", "suid", "nosuid", "dev", "nodev", "exec", "noexec",
+		case "rw", "suid", "nosuid", "dev", "nodev", "exec", "noexec",
 			"default_permissions", "index", "metacopy", "volatile", "xino",
 			"squash_to_root", "squash_to_uid", "squash_to_gid", "uidmapping", "gidmapping",
 			"static_nlink", "noatime", "relatime", "context", "timeout", "threaded",

@@ -134,6 +134,12 @@ func (r *rawFS) Release(cancel <-chan struct{}, in *fuse.ReleaseIn) {
 
 func (r *rawFS) Writev(cancel <-chan struct{}, in *fuse.WriteIn, data [][]byte) (uint32, fuse.Status) {
 	r.count.add(opWrite)
+	if in.WriteFlags&fuse.WRITE_KILL_SUIDGID != 0 {
+		// go-fuse hands the node no write flags: the request's cancel
+		// channel tells node.Write which writes asked (see killpriv.go).
+		r.u.killReqs.Store(cancel, true)
+		defer r.u.killReqs.Delete(cancel)
+	}
 	return r.RawFileSystem.Writev(cancel, in, data)
 }
 

@@ -84,6 +84,9 @@ type unionFS struct {
 
 	requests opCounts // FUSE requests served, by opcode (see rawFS)
 	fds      fdCache  // backing fds of handle-less I/O (see iofd.go)
+	// killReqs holds the cancel channels of WRITEs the kernel flagged
+	// FUSE_WRITE_KILL_SUIDGID (see killpriv.go).
+	killReqs sync.Map
 }
 
 func newUnionFS(opts Options) (*unionFS, error) {
@@ -363,6 +366,13 @@ func (u *unionFS) mount(mnt string) (*fuse.Server, error) {
 		MaxWrite:             1 << 20,
 		MaxBackground:        64,
 		Options:              []string{"default_permissions"},
+		EnableAcl:            sp.Acl,
+	}
+	if sp.KillprivV2 {
+		mo.ExtraCapabilities |= fuse.CAP_HANDLE_KILLPRIV_V2
+	}
+	if sp.ReaddirplusAuto {
+		mo.ExtraCapabilities |= fuse.CAP_READDIRPLUS_AUTO
 	}
 	if u.upper == nil {
 		mo.Options = append(mo.Options, "ro")
