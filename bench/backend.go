@@ -57,11 +57,10 @@ func AllBackends() []BackendSpec {
 	} else {
 		out = append(out, BackendSpec{Name: "strata-writeback", Kind: "strata", Options: []string{"writeback"}, On: "writeback cache"})
 	}
-	if unionfs.DefaultSpeed.ZeroOpen {
-		out = append(out, BackendSpec{Name: "strata-nozeroopen", Kind: "strata", Options: []string{"nozeroopen"}, Off: "zero-message opens"})
-	} else {
-		out = append(out, BackendSpec{Name: "strata-zeroopen", Kind: "strata", Options: []string{"zeroopen"}, On: "zero-message opens"})
-	}
+	// Opens are chosen per mount by default (passthrough as real root,
+	// zero-message elsewhere): each variant forces one way everywhere.
+	out = append(out, BackendSpec{Name: "strata-zeroopen", Kind: "strata", Options: []string{"zeroopen"}, On: "zero-message opens everywhere"},
+		BackendSpec{Name: "strata-nozeroopen", Kind: "strata", Options: []string{"nozeroopen"}, Off: "zero-message opens"})
 	// The INIT flags that only the kernel's caching needs, off together.
 	out = append(out, BackendSpec{Name: "strata-noinitcaps", Kind: "strata",
 		Options: []string{"noacl", "nokillprivv2", "noreaddirplusauto"}, Off: "POSIX_ACL, HANDLE_KILLPRIV_V2, READDIRPLUS_AUTO"})

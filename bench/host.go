@@ -59,7 +59,7 @@ func hostInfo() Host {
 		name string
 	}{{s.KeepCache, "keep_cache"}, {s.CacheReaddir, "cache_readdir"}, {s.Passthrough, "passthrough (root only; the kernel refuses it in a user namespace)"},
 		{s.Writeback, "writeback cache"}, {s.Splice, "splice"}, {s.ParallelDirops, "parallel dirops"},
-		{s.ZeroOpendir, "zero-message opendir"}, {s.ZeroOpen, "zero-message opens"},
+		{s.ZeroOpendir, "zero-message opendir"}, {s.Opens != unionfs.OpensHandles, opensName(s.Opens)},
 		{s.Acl, "POSIX ACL"}, {s.KillprivV2, "HANDLE_KILLPRIV_V2"}, {s.ReaddirplusAuto, "READDIRPLUS_AUTO"}} {
 		if f.on {
 			h.StrataDefaults = append(h.StrataDefaults, f.name)
@@ -86,4 +86,11 @@ func fuseProtocol() string {
 	v := fmt.Sprintf("%d.%d", k.Major, k.Minor)
 	srv.Unmount()
 	return v
+}
+
+func opensName(m unionfs.OpenMode) string {
+	if m == unionfs.OpensAuto {
+		return "zero-message opens (auto: none as real root, where passthrough applies)"
+	}
+	return "zero-message opens"
 }

@@ -43,11 +43,10 @@ type Speed struct {
 	// ZeroOpendir answers OPENDIR with ENOSYS, so the kernel lists
 	// directories with no OPENDIR or RELEASEDIR at all (needs CacheReaddir).
 	ZeroOpendir bool
-	// ZeroOpen answers OPEN and FLUSH with ENOSYS, so the kernel opens
-	// and closes files with no message at all; I/O arrives without a
-	// handle. It leaves no handle to pass through, so Passthrough is
-	// moot where it is on.
-	ZeroOpen bool
+	// Opens says whether files are opened with handles or with no
+	// message at all (zero-message opens: OPEN and FLUSH answered ENOSYS,
+	// I/O without a handle), which leaves nothing to pass through.
+	Opens OpenMode
 	// Acl lets the kernel check and cache POSIX ACLs (FUSE_POSIX_ACL)
 	// instead of asking for system.posix_acl_access at every access.
 	Acl bool
@@ -59,6 +58,21 @@ type Speed struct {
 	// need attributes (FUSE_READDIRPLUS_AUTO).
 	ReaddirplusAuto bool
 }
+
+// OpenMode says how files are opened (Speed.Opens).
+type OpenMode int
+
+const (
+	// OpensAuto opens with handles where passthrough can work (real
+	// root, Passthrough on), where large files gain most from it, and
+	// with no message elsewhere, where handles only cost round trips.
+	OpensAuto OpenMode = iota
+	// OpensHandles: OPEN/RELEASE/FLUSH for every open (passthrough can
+	// apply).
+	OpensHandles
+	// OpensZero: zero-message opens (see iofd.go).
+	OpensZero
+)
 
 // DefaultSpeed is what `strata mount` uses unless told otherwise.
 var DefaultSpeed = Speed{
@@ -155,8 +169,10 @@ func ParseOverlayOptions(o *Options, spec string) error {
 			o.Speed.KillprivV2 = key == "killprivv2"
 		case "readdirplusauto", "noreaddirplusauto":
 			o.Speed.ReaddirplusAuto = key == "readdirplusauto"
-		case "zeroopen", "nozeroopen":
-			o.Speed.ZeroOpen = key == "zeroopen"
+		case "zeroopen":
+			o.Speed.Opens = OpensZero
+		case "nozeroopen":
+			o.Speed.Opens = OpensHandles
 		case "zeroopendir", "nozeroopendir":
 			o.Speed.ZeroOpendir = key == "zeroopendir"
 		case "lowertimeout", "uppertimeout":

@@ -36,7 +36,7 @@ func (u *unionFS) holdRemoved(child *node, r *resolved) int {
 		flags |= unix.O_DIRECTORY
 	case unix.S_IFREG:
 		// A file with other names stays reachable through them.
-		if !u.opts.Speed.ZeroOpen || r.st.Nlink > 1 {
+		if !u.zeroOpen || r.st.Nlink > 1 {
 			return -1
 		}
 	default:

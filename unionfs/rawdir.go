@@ -43,7 +43,7 @@ func (r *rawFS) zeroOpen() bool {
 	case 2:
 		return false
 	}
-	on := r.u.opts.Speed.ZeroOpen && r.srv != nil &&
+	on := r.u.zeroOpen && r.srv != nil &&
 		r.srv.KernelSettings().Flags64()&fuse.CAP_NO_OPEN_SUPPORT != 0
 	if on {
 		r.noOpen.Store(1)

@@ -77,6 +77,9 @@ type unionFS struct {
 	kernelIndex bool
 
 	root *node
+	// zeroOpen: files are opened with no message (Speed.Opens, decided
+	// at start).
+	zeroOpen bool
 
 	// nodes: the live node of each inode number (see newChild).
 	nodesMu sync.Mutex
@@ -97,6 +100,12 @@ func newUnionFS(opts Options) (*unionFS, error) {
 	syscall.Umask(0)
 	u.euid, u.egid = uint32(os.Geteuid()), uint32(os.Getegid())
 	u.asRoot = u.euid == 0
+	switch opts.Speed.Opens {
+	case OpensZero:
+		u.zeroOpen = true
+	case OpensAuto:
+		u.zeroOpen = !(opts.Speed.Passthrough && u.asRoot && initialUserNS())
+	}
 	if opts.Upper != "" {
 		l, err := openLayer(opts.Upper, true)
 		if err != nil {
@@ -254,6 +263,17 @@ func clearDir(dir int) syscall.Errno {
 	return errno
 }
 
+// initialUserNS reports whether this process runs in the initial user
+// namespace, the only one where the kernel allows FUSE passthrough.
+func initialUserNS() bool {
+	data, err := os.ReadFile("/proc/self/uid_map")
+	if err != nil {
+		return false
+	}
+	f := strings.Fields(string(data))
+	return len(f) == 3 && f[0] == "0" && f[1] == "0" && f[2] == "4294967295"
+}
+
 // manyIDsMapped reports whether this user namespace maps more than one uid,
 // i.e. whether chown to arbitrary owners can work at all.
 func manyIDsMapped() bool {
@@ -358,9 +378,9 @@ func (u *unionFS) mount(mnt string) (*fuse.Server, error) {
 		DirectMountStrict: u.opts.DirectMount,
 		Debug:             u.opts.Debug,
 		// Locks need a handle per open to tell owners apart; without
-		// handles (ZeroOpen) the kernel keeps them itself, which is
+		// handles (zero-message opens) the kernel keeps them itself, which is
 		// exact for a mount that is the only way to its upper.
-		EnableLocks:          !sp.ZeroOpen,
+		EnableLocks:          !u.zeroOpen,
 		EnableSymlinkCaching: true,
 		DisableSplice:        !sp.Splice,
 		MaxWrite:             1 << 20,
@@ -396,7 +416,7 @@ func (u *unionFS) mount(mnt string) (*fuse.Server, error) {
 	if u.opts.Debug {
 		opts.Logger = nil
 	}
-	if sp.ZeroOpen {
+	if u.zeroOpen {
 		u.fds.max = fdBudget()
 	}
 	start := time.Now()
