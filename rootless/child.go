@@ -10,6 +10,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/strata-run/strata/netns"
 	"github.com/strata-run/strata/unionfs"
 	"golang.org/x/sys/unix"
 )
@@ -48,6 +49,13 @@ func runChild(spec *Spec) (int, error) {
 		if err := loopbackUp(); err != nil {
 			return 125, err
 		}
+	}
+	if len(spec.Net) > 0 {
+		stop, err := netns.Child(spec.Net)
+		if err != nil {
+			return 125, err
+		}
+		defer stop()
 	}
 	srv, err := mountRootfs(spec)
 	if err != nil {

@@ -35,7 +35,9 @@ type Options struct {
 	WorkingDir string
 	User       string
 	Volumes    []string // host:ctr[:ro]
-	Net        string   // "none" (default) or "host"
+	Net        string   // "" (the fastest user-mode driver), none, host, pasta, slirp4netns or builtin[:opts]
+	Publish    []string // -p [hostIP:]hostPort:containerPort[/proto]
+	PublishAll bool     // -P: publish the image's exposed ports
 	UserNS     string   // "" or "keep-id"
 	CapAdd     []string
 	CapDrop    []string
@@ -60,7 +62,11 @@ func Run(o Options) (int, error) {
 	if err := CleanStale(o.Root); err != nil {
 		return 125, err
 	}
-	net, err := NetworkFor(o.Net)
+	var exposed []string
+	if o.PublishAll {
+		exposed = o.Config.ExposedPorts
+	}
+	net, err := NetworkFor(o.Net, o.Publish, exposed, o.Warn)
 	if err != nil {
 		return 125, err
 	}
@@ -140,7 +146,7 @@ func Run(o Options) (int, error) {
 		removeTree(c.Dir)
 		os.RemoveAll(rdir)
 	}
-	if err := writeInitLayer(filepath.Join(c.Dir, "init"), hostname, net); err != nil {
+	if err := writeInitLayer(filepath.Join(c.Dir, "init"), hostname, c.Name, net); err != nil {
 		cleanup()
 		return 125, err
 	}
@@ -170,21 +176,23 @@ func Run(o Options) (int, error) {
 		spec.Env = append(spec.Env, "TERM=xterm")
 	}
 
-	code, started, err := supervise(o, plan, spec, net, cg)
-	if err != nil || !started {
+	code, started, err := supervise(o, plan, spec, net, cg, rdir)
+	if !started {
 		cleanup()
 		if err == nil {
 			err = exitErr(125, "container did not start")
 		}
 		return exitCodeOf(err), err
 	}
+	// A container that ran may still end in strata's error: its network
+	// died under it.
 	if !o.Remove {
 		writeJSON(filepath.Join(c.Dir, "state.json"), State{Status: "exited", ExitCode: code, Finished: time.Now()})
 	} else {
 		removeTree(c.Dir) // the child removed it already, unless it was killed
 	}
 	os.RemoveAll(rdir)
-	return code, nil
+	return code, err
 }
 
 // CommandLine composes argv as Docker does: Entrypoint followed by Cmd;
@@ -317,7 +325,7 @@ var forwarded = []os.Signal{syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP, sys
 
 // supervise starts the child, relays terminal I/O and signals, and waits.
 // started is false when setup failed before the command ran.
-func supervise(o Options, plan idPlan, spec *Spec, net Network, cg Cgroup) (code int, started bool, err error) {
+func supervise(o Options, plan idPlan, spec *Spec, net Network, cg Cgroup, rdir string) (code int, started bool, err error) {
 	// Pdeathsig fires when the forking thread exits, not the process: keep
 	// this goroutine on one thread for good.
 	runtime.LockOSThread()
@@ -361,8 +369,13 @@ func supervise(o Options, plan idPlan, spec *Spec, net Network, cg Cgroup) (code
 		if err := cg.Join(pid); err != nil {
 			return err
 		}
-		return net.Attach(pid)
+		// The child reads its spec only after this: what the network
+		// driver needs done inside the namespace goes with it.
+		spec.Net, err = net.Attach(pid, rdir)
+		return err
 	}
+	// Before the child starts: a failed Attach may have started a helper.
+	defer net.Close()
 	cmd, err := startChild(plan, spec, spec.NetNS, stdio, prepare, extra...)
 	errW.Close()
 	if consoleChild != nil {
@@ -372,8 +385,25 @@ func supervise(o Options, plan idPlan, spec *Spec, net Network, cg Cgroup) (code
 		errR.Close()
 		return 125, false, err
 	}
-	defer net.Close()
 	defer cg.Close()
+	// A network that dies under the container ends it, with the reason.
+	exited := make(chan struct{})
+	defer close(exited)
+	var netErr error
+	netDead := make(chan struct{})
+	go func() {
+		select {
+		case err := <-net.Failed():
+			// A helper also ends when the namespace goes, i.e. after the
+			// child: that is no failure.
+			if running(cmd.Process.Pid) {
+				netErr = err
+				cmd.Process.Kill()
+				close(netDead)
+			}
+		case <-exited:
+		}
+	}()
 
 	var ptmx *os.File
 	if consoleParent != nil {
@@ -425,6 +455,11 @@ func supervise(o Options, plan idPlan, spec *Spec, net Network, cg Cgroup) (code
 		case <-outDone:
 		case <-time.After(2 * time.Second):
 		}
+	}
+	select {
+	case <-netDead:
+		return 125, setupErr == nil, exitErr(125, "container ended: its network died: %w", netErr)
+	default:
 	}
 	if setupErr != nil {
 		return setupErr.Code, false, &ExitError{Code: setupErr.Code, Err: errors.New(setupErr.Msg)}

@@ -5,7 +5,7 @@
 set -euo pipefail
 
 PACKAGES=(fuse3 uidmap fuse-overlayfs busybox-static slirp4netns passt debootstrap
-          skopeo attr acl iproute2 procps util-linux
+          skopeo attr acl iproute2 procps util-linux iperf3
           gcc)  # gcc: the build workload of strata bench
 TEST_USER=${STRATA_TEST_USER:-stratatest}
 
@@ -36,6 +36,9 @@ user() {
 	local uid; uid=$(id -u "$TEST_USER")
 	install -d -m 0700 -o "$TEST_USER" -g "$TEST_USER" "/run/user/$uid"
 	chmod 0666 /dev/fuse
+	# User-mode networking (pasta, slirp4netns, the built-in stack) makes a
+	# tap device inside the container's namespace: Debian ships tun 0666.
+	[ -c /dev/net/tun ] && chmod 0666 /dev/net/tun
 	# A second user with no subordinate ids: strata must map only its own
 	# id and warn (tests/run_test.go).
 	local nosub=${STRATA_TEST_USER_NOSUB:-stratanosub}
