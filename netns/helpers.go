@@ -97,6 +97,13 @@ func (p *pastaNet) start(pid int, dir string, ports []Port) (ChildConfig, error)
 	return ChildConfig{WaitRoute: true}, nil
 }
 
+// pastaForwards says whether pasta's own forwarding serves p. Not UDP to
+// another port number: Debian 12's pasta (2023-03) drops those datagrams
+// on its loopback path, so rootlesskit's port driver carries them.
+func pastaForwards(p Port) bool {
+	return p.Proto == "tcp" || p.HostPort == p.ContainerPort
+}
+
 func (p *pastaNet) addrs() (string, string, []string) {
 	return p.addr, p.gw, []string{pastaDNS}
 }

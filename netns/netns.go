@@ -75,7 +75,9 @@ type Network struct {
 	cfg   Config
 	name  string
 	drv   driver
-	ports *portForwarder // rootlesskit's builtin port driver, where the driver has no forwarding of its own
+	own   []Port         // ports the driver forwards itself
+	ports *portForwarder // rootlesskit's builtin port driver, for the rest
+	fwd   []Port
 	once  sync.Once
 }
 
@@ -149,7 +151,14 @@ func New(c Config) (*Network, error) {
 		return nil, err
 	}
 	n := &Network{cfg: c, name: name, drv: drv}
-	if name != Pasta && len(c.Ports) > 0 {
+	for _, p := range c.Ports {
+		if name == Pasta && pastaForwards(p) {
+			n.own = append(n.own, p)
+		} else {
+			n.fwd = append(n.fwd, p)
+		}
+	}
+	if len(n.fwd) > 0 {
 		n.ports = &portForwarder{}
 	}
 	return n, nil
@@ -185,12 +194,12 @@ func (n *Network) NewNetNS() bool { return true }
 // child, blocked until its spec arrives) and returns the ChildConfig it
 // must pass to Child. dir is the container's runtime dir, for sockets.
 func (n *Network) Attach(childPID int, dir string) ([]byte, error) {
-	cc, err := n.drv.start(childPID, dir, n.cfg.Ports)
+	cc, err := n.drv.start(childPID, dir, n.own)
 	if err != nil {
 		return nil, err
 	}
 	if n.ports != nil {
-		opaque, err := n.ports.start(dir, n.cfg.Ports)
+		opaque, err := n.ports.start(dir, n.fwd)
 		if err != nil {
 			return nil, err
 		}
