@@ -305,8 +305,9 @@ func udpEcho(t *testing.T, addr string) {
 	t.Errorf("UDP echo through %s: no answer", addr)
 }
 
-// helperPIDs lists the processes named comm whose parent is pid.
-func helperPIDs(pid int, comm string) []int {
+// helperPIDs lists the children of pid started as bin (argv[0]; pasta's
+// comm is passt.avx2 on most machines).
+func helperPIDs(pid int, bin string) []int {
 	var out []int
 	ents, _ := os.ReadDir("/proc")
 	for _, d := range ents {
@@ -318,9 +319,13 @@ func helperPIDs(pid int, comm string) []int {
 		if err != nil {
 			continue
 		}
+		argv, _ := os.ReadFile("/proc/" + d.Name() + "/cmdline")
+		if arg0, _, _ := strings.Cut(string(argv), "\x00"); filepath.Base(arg0) != bin {
+			continue
+		}
 		s := string(data)
 		i := strings.LastIndexByte(s, ')')
-		if i < 0 || !strings.Contains(s[:i], "("+comm) {
+		if i < 0 {
 			continue
 		}
 		f := strings.Fields(s[i+1:])

@@ -237,3 +237,47 @@ func TestNetDefault(t *testing.T) {
 		t.Errorf("/etc/hosts lacks the container's address, host name and name:\n%s", out)
 	}
 }
+
+// TestNetHelperDies: a helper killed under a running container ends it
+// with exit 125 and an error naming the helper, not a hang.
+func TestNetHelperDies(t *testing.T) {
+	e := newNetEnv(t)
+	for _, d := range netDrivers[:2] {
+		t.Run(d.name, func(t *testing.T) {
+			requireDriver(t, d.bin, d.pkg)
+			parent := e.t
+			e.t = t
+			defer func() { e.t = parent }()
+			// The container writes to a file on a volume once it runs.
+			mark := filepath.Join(e.dir, "up-"+d.name)
+			os.WriteFile(mark, nil, 0o666)
+			os.Chmod(mark, 0o666)
+			s := e.startServer("run", "--rm", "--init", "--net", d.name, "-v", mark+":/up", "--rootfs", e.rootfs,
+				"--", "sh", "-c", "echo up > /up; exec sleep 600")
+			for i := 0; i < 200; i++ {
+				if data, _ := os.ReadFile(mark); len(data) > 0 {
+					break
+				}
+				time.Sleep(50 * time.Millisecond)
+			}
+			helpers := helperPIDs(s.cmd.Process.Pid, d.bin)
+			if len(helpers) != 1 {
+				t.Fatalf("want one %s under strata, found %v", d.bin, helpers)
+			}
+			syscall.Kill(helpers[0], syscall.SIGKILL)
+			select {
+			case err := <-s.done:
+				s.done <- err
+				code := -1
+				if s.cmd.ProcessState != nil {
+					code = s.cmd.ProcessState.ExitCode()
+				}
+				if code != 125 || !strings.Contains(s.stderr.String(), d.bin) || !strings.Contains(s.stderr.String(), "exited while the container ran") {
+					t.Errorf("exit %d, stderr %q; want 125 naming %s", code, s.stderr.String(), d.bin)
+				}
+			case <-time.After(15 * time.Second):
+				t.Fatalf("strata still runs 15s after %s died", d.bin)
+			}
+		})
+	}
+}
