@@ -1,0 +1,89 @@
+#!/usr/bin/env bash
+# Network throughput of each user-mode driver, with iperf3 (Debian package):
+#   c->h  the container connects to an iperf3 server on the host's loopback
+#         (host.containers.internal, allow_host_loopback): the driver's stack
+#   h->c  the host connects to an iperf3 server in the container through a
+#         published port (-p): the port forwarder
+# (podman is not installed on the machine this was written on, so there is
+# no podman column; see bench/RESULTS.md.)
+#   bench/net.sh [STRATA]      (make bench-net)
+# Run as root it drops to STRATA_TEST_USER (stratatest), as the tests do.
+# Prints a Markdown table; SECS sets the length of each run (default 5).
+set -euo pipefail
+
+STRATA=$(readlink -f "${1:-bin/strata}")
+SECS=${SECS:-5}
+BUSER=${STRATA_TEST_USER:-stratatest}
+
+if [ "$(id -u)" = 0 ] && id "$BUSER" >/dev/null 2>&1; then
+	tmp=$(mktemp -d)
+	chmod 755 "$tmp"
+	cp "$STRATA" "$0" "$tmp/"
+	chmod 755 "$tmp"/*
+	uid=$(id -u "$BUSER")
+	rc=0
+	setpriv --reuid="$uid" --regid="$(id -g "$BUSER")" --init-groups -- \
+		env -i PATH="$PATH" HOME="$(getent passwd "$BUSER" | cut -d: -f6)" XDG_RUNTIME_DIR="/run/user/$uid" SECS="$SECS" \
+		"$tmp/$(basename "$0")" "$tmp/strata" || rc=$?
+	rm -rf "$tmp"
+	exit $rc
+fi
+
+command -v iperf3 >/dev/null || { echo "bench/net.sh: iperf3 missing (apt-get install iperf3)" >&2; exit 1; }
+work=$(mktemp -d)
+pids=()
+cleanup() {
+	for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+	wait 2>/dev/null || true
+	rm -rf "$work"
+}
+trap cleanup EXIT
+
+# A rootfs with busybox and iperf3 with its libraries.
+rootfs=$work/rootfs
+mkdir -p "$rootfs"/{bin,etc,tmp}
+cp /bin/busybox "$rootfs/bin/"
+for a in sh sleep; do ln -s busybox "$rootfs/bin/$a"; done
+cp /usr/bin/iperf3 "$rootfs/bin/"
+for lib in $(ldd /usr/bin/iperf3 | grep -o '/[^ ]*'); do
+	mkdir -p "$rootfs$(dirname "$lib")"
+	cp -L "$lib" "$rootfs$lib"
+done
+echo "root:x:0:0:root:/root:/bin/sh" > "$rootfs/etc/passwd"
+echo "hosts: files dns" > "$rootfs/etc/nsswitch.conf"
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])' 2>/dev/null || echo $((20000 + RANDOM % 20000)); }
+wait_port() { for _ in $(seq 100); do (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0; sleep 0.1; done; return 1; }
+# receiver's Mbit/s from iperf3's text summary
+mbits() { awk '/receiver/ { for (i = 1; i <= NF; i++) if ($i == "Mbits/sec") print $(i-1) }' | tail -1; }
+
+hport=$(free_port)
+iperf3 -s -B 127.0.0.1 -p "$hport" >/dev/null 2>&1 &
+pids+=($!)
+wait_port "$hport"
+
+# iperf3 keeps its buffer in an unlinked temp file, which the union
+# filesystem's /tmp does not support yet (ftruncate after unlink: ENOENT).
+run() { "$STRATA" --root "$work/store" run --rm -e TMPDIR=/dev/shm "$@"; }
+
+echo "| runtime | driver | container->host Mbit/s | host->container (-p) Mbit/s |"
+echo "| --- | --- | ---: | ---: |"
+for d in pasta slirp4netns builtin; do
+	case $d in
+	pasta) command -v pasta >/dev/null || continue ;;
+	slirp4netns) command -v slirp4netns >/dev/null || continue ;;
+	esac
+	c2h=$(run --net "$d:allow_host_loopback=true" --rootfs "$rootfs" -- \
+		sh -c "iperf3 -f m -c host.containers.internal -p $hport -t $SECS" 2>/dev/null | mbits || true)
+	p=$(free_port)
+	run --init --net "$d" -p "$p:5201" --rootfs "$rootfs" -- iperf3 -s -p 5201 >/dev/null 2>&1 &
+	spid=$!
+	h2c=""
+	if wait_port "$p"; then
+		sleep 0.5
+		h2c=$(iperf3 -f m -c 127.0.0.1 -p "$p" -t "$SECS" 2>/dev/null | mbits || true)
+	fi
+	kill "$spid" 2>/dev/null || true
+	wait "$spid" 2>/dev/null || true
+	echo "| strata | $d | ${c2h:-fail} | ${h2c:-fail} |"
+done
