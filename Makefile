@@ -5,7 +5,7 @@ VERSION   := $(shell git describe --always --dirty 2>/dev/null || echo dev)
 LDFLAGS   := -s -w -X main.version=$(VERSION)
 export PATH := /usr/local/go/bin:$(PATH)
 
-.PHONY: all build deps test-setup test bench bench-quick demo clean
+.PHONY: all build deps test-setup test bench bench-quick bench-net demo clean
 
 all: build
 
@@ -29,6 +29,11 @@ bench: deps build
 
 bench-quick: deps build
 	./$(BIN) bench --quick
+
+# iperf3 through each user-mode network driver (bench/net.sh), as the test
+# user when run as root.
+bench-net: test-setup build
+	./bench/net.sh $(BIN)
 
 # The main job: build the default image and run a container from it.
 demo: deps build

@@ -4,6 +4,8 @@
 #         (host.containers.internal, allow_host_loopback): the driver's stack
 #   h->c  the host connects to an iperf3 server in the container through a
 #         published port (-p): the port forwarder
+#   HTTP  sequential requests, a new connection each, to busybox httpd in the
+#         container through -p (python3 on the host drives them)
 # (podman is not installed on the machine this was written on, so there is
 # no podman column; see bench/RESULTS.md.)
 #   bench/net.sh [STRATA]      (make bench-net)
@@ -43,7 +45,7 @@ trap cleanup EXIT
 rootfs=$work/rootfs
 mkdir -p "$rootfs"/{bin,etc,tmp}
 cp /bin/busybox "$rootfs/bin/"
-for a in sh sleep; do ln -s busybox "$rootfs/bin/$a"; done
+for a in sh sleep httpd; do ln -s busybox "$rootfs/bin/$a"; done
 cp /usr/bin/iperf3 "$rootfs/bin/"
 for lib in $(ldd /usr/bin/iperf3 | grep -o '/[^ ]*'); do
 	mkdir -p "$rootfs$(dirname "$lib")"
@@ -57,6 +59,22 @@ wait_port() { for _ in $(seq 100); do (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/n
 # receiver's Mbit/s from iperf3's text summary
 mbits() { awk '/receiver/ { for (i = 1; i <= NF; i++) if ($i == "Mbits/sec") print $(i-1) }' | tail -1; }
 
+# HTTP GETs of /passwd for SECS seconds, one connection each, one at a time.
+conn_rate() {
+	python3 - "$1" "$SECS" <<'PY'
+import http.client, sys, time
+port, secs = int(sys.argv[1]), float(sys.argv[2])
+n, end = 0, time.time() + secs
+while time.time() < end:
+    c = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+    c.request("GET", "/passwd")
+    c.getresponse().read()
+    c.close()
+    n += 1
+print(round(n / secs))
+PY
+}
+
 hport=$(free_port)
 iperf3 -s -B 127.0.0.1 -p "$hport" >/dev/null 2>&1 &
 pids+=($!)
@@ -66,8 +84,8 @@ wait_port "$hport"
 # filesystem's /tmp does not support yet (ftruncate after unlink: ENOENT).
 run() { "$STRATA" --root "$work/store" run --rm -e TMPDIR=/dev/shm "$@"; }
 
-echo "| runtime | driver | container->host Mbit/s | host->container (-p) Mbit/s |"
-echo "| --- | --- | ---: | ---: |"
+echo "| runtime | driver | container->host Mbit/s | host->container (-p) Mbit/s | HTTP requests/s (-p, new connection each) |"
+echo "| --- | --- | ---: | ---: | ---: |"
 for d in pasta slirp4netns builtin; do
 	case $d in
 	pasta) command -v pasta >/dev/null || continue ;;
@@ -76,14 +94,16 @@ for d in pasta slirp4netns builtin; do
 	c2h=$(run --net "$d:allow_host_loopback=true" --rootfs "$rootfs" -- \
 		sh -c "iperf3 -f m -c host.containers.internal -p $hport -t $SECS" 2>/dev/null | mbits || true)
 	p=$(free_port)
-	run --init --net "$d" -p "$p:5201" --rootfs "$rootfs" -- iperf3 -s -p 5201 >/dev/null 2>&1 &
+	run --init --net "$d" -p "$p:5201" -p "$((p + 1)):80" --rootfs "$rootfs" -- \
+		sh -c "busybox httpd -p 80 -h /etc; exec iperf3 -s -p 5201" >/dev/null 2>&1 &
 	spid=$!
-	h2c=""
+	h2c="" rate=""
 	if wait_port "$p"; then
 		sleep 0.5
 		h2c=$(iperf3 -f m -c 127.0.0.1 -p "$p" -t "$SECS" 2>/dev/null | mbits || true)
+		rate=$(conn_rate "$((p + 1))" || true)
 	fi
 	kill "$spid" 2>/dev/null || true
 	wait "$spid" 2>/dev/null || true
-	echo "| strata | $d | ${c2h:-fail} | ${h2c:-fail} |"
+	echo "| strata | $d | ${c2h:-fail} | ${h2c:-fail} | ${rate:-fail} |"
 done

@@ -371,7 +371,8 @@ func supervise(o Options, plan idPlan, spec *Spec, net Network, cg Cgroup, rdir 
 		}
 		// The child reads its spec only after this: what the network
 		// driver needs done inside the namespace goes with it.
-		spec.Net, err = net.Attach(pid, rdir)
+		data, err := net.Attach(pid, rdir)
+		spec.Net = data
 		return err
 	}
 	// Before the child starts: a failed Attach may have started a helper.
