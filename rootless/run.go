@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"os/exec"
 	"os/signal"
 	"path/filepath"
 	"runtime"
@@ -203,14 +202,6 @@ func CommandLine(cfg ImageConfig, entrypoint *[]string, args []string) []string 
 	return append(argv, cmd...)
 }
 
-func exitCodeOf(err error) int {
-	var ee *ExitError
-	if errors.As(err, &ee) {
-		return ee.Code
-	}
-	return 125
-}
-
 func hasEnv(env []string, key string) bool {
 	for _, e := range env {
 		if strings.HasPrefix(e, key+"=") {
@@ -309,12 +300,6 @@ func create(o Options, args []string) (Container, string, *runLock, error) {
 	return c, rdir, lock, nil
 }
 
-// forwarded are the signals strata passes on to the container. SIGKILL and
-// SIGSTOP cannot be caught; a SIGKILL of strata still ends the container,
-// through Pdeathsig.
-var forwarded = []os.Signal{syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP, syscall.SIGQUIT,
-	syscall.SIGUSR1, syscall.SIGUSR2, syscall.SIGCONT, syscall.SIGALRM}
-
 // supervise starts the child, relays terminal I/O and signals, and waits.
 // started is false when setup failed before the command ran.
 func supervise(o Options, plan idPlan, spec *Spec, net Network, cg Cgroup) (code int, started bool, err error) {
@@ -349,9 +334,8 @@ func supervise(o Options, plan idPlan, spec *Spec, net Network, cg Cgroup) (code
 	if err != nil {
 		return 125, false, err
 	}
-	sigs := make(chan os.Signal, 16)
-	signal.Notify(sigs, forwarded...)
-	defer signal.Stop(sigs)
+	relay := catchForwarded()
+	defer relay.stop()
 
 	extra := []*os.File{errW}
 	if consoleChild != nil {
@@ -410,11 +394,7 @@ func supervise(o Options, plan idPlan, spec *Spec, net Network, cg Cgroup) (code
 	} else {
 		close(outDone)
 	}
-	go func() {
-		for s := range sigs {
-			cmd.Process.Signal(s)
-		}
-	}()
+	relay.to(cmd.Process)
 
 	setupErr := readSetupError(errR)
 	werr := cmd.Wait()
@@ -429,20 +409,8 @@ func supervise(o Options, plan idPlan, spec *Spec, net Network, cg Cgroup) (code
 	if setupErr != nil {
 		return setupErr.Code, false, &ExitError{Code: setupErr.Code, Err: errors.New(setupErr.Msg)}
 	}
-	code = 0
-	if werr != nil {
-		var ee *exec.ExitError
-		if !errors.As(werr, &ee) {
-			return 125, false, fmt.Errorf("wait for container: %w", werr)
-		}
-		ws := ee.Sys().(syscall.WaitStatus)
-		if ws.Signaled() {
-			code = 128 + int(ws.Signal())
-		} else {
-			code = ws.ExitStatus()
-		}
-	}
-	return code, true, nil
+	code, err = waitCode(werr, "container")
+	return code, err == nil, err
 }
 
 // readSetupError reads the error pipe to EOF: nothing means every re-exec
