@@ -100,6 +100,10 @@ func (op *renameOp) check(flags uint32) syscall.Errno {
 	op.srcIsDir = src.st.Mode&unix.S_IFMT == unix.S_IFDIR
 	op.dstIsDir = op.dstExists && dst.st.Mode&unix.S_IFMT == unix.S_IFDIR
 	switch {
+	case flags&^(unix.RENAME_NOREPLACE|unix.RENAME_EXCHANGE) != 0:
+		// RENAME_WHITEOUT: overlayfs refuses it, and so must strata, or
+		// the caller would believe a whiteout was left behind.
+		return syscall.EINVAL
 	case flags&unix.RENAME_NOREPLACE != 0 && op.dstExists:
 		return syscall.EEXIST
 	case op.exchange && !op.dstExists:

@@ -248,6 +248,13 @@ func clearDir(dir int) syscall.Errno {
 	return errno
 }
 
+// inInitialUserNS reports whether this process is in the host's user
+// namespace, where root's mount flags mean what they say.
+func inInitialUserNS() bool {
+	data, err := os.ReadFile("/proc/self/uid_map")
+	return err == nil && strings.Join(strings.Fields(string(data)), " ") == "0 0 4294967295"
+}
+
 // manyIDsMapped reports whether this user namespace maps more than one uid,
 // i.e. whether chown to arbitrary owners can work at all.
 func manyIDsMapped() bool {
@@ -365,6 +372,11 @@ func (u *unionFS) mount(mnt string) (*fuse.Server, error) {
 		// A root-run union serves every user, as a kernel overlay would;
 		// permissions are the kernel's (default_permissions).
 		mo.AllowOther = true
+		if inInitialUserNS() {
+			// go-fuse turns these into mount(2) flags over its default
+			// MS_NOSUID|MS_NODEV.
+			mo.Options = append(mo.Options, u.opts.MountFlags...)
+		}
 	}
 	// No global entry or attribute timeouts: each reply sets its own
 	// (see setTimeouts), and some must be exactly 0, which go-fuse would
