@@ -26,6 +26,7 @@ const (
 	builtinCIDR   = "10.0.2.100/24"
 	builtinCtr    = "10.0.2.100"
 	builtinGW     = "10.0.2.2" // also DNS, and the host's loopback when allowed
+	tapSocket     = "tap.sock" // in the runtime dir: takes the tap fd
 )
 
 var quietLogrus sync.Once
@@ -33,6 +34,7 @@ var quietLogrus sync.Once
 type builtinNet struct {
 	cfg    Config
 	ln     *net.UnixListener
+	sock   string
 	cancel context.CancelFunc
 	mu     sync.Mutex
 	tap    *os.File
@@ -40,7 +42,7 @@ type builtinNet struct {
 
 func newBuiltin(c Config) *builtinNet { return &builtinNet{cfg: c} }
 
-func (b *builtinNet) start(pid int, dir string, _ []Port) (ChildConfig, error) {
+func (b *builtinNet) start(pid int, dir stateDir, _ []Port) (ChildConfig, error) {
 	// gvisor-tap-vsock logs through logrus to stderr; a library stays quiet.
 	quietLogrus.Do(func() { logrus.SetOutput(logWriter("gvisor-tap-vsock")) })
 	conf := &types.Configuration{
@@ -59,18 +61,21 @@ func (b *builtinNet) start(pid int, dir string, _ []Port) (ChildConfig, error) {
 	if err != nil {
 		return ChildConfig{}, fmt.Errorf("builtin network: %w", err)
 	}
-	sock := filepath.Join(dir, "tap.sock")
-	os.Remove(sock)
+	sock, real := filepath.Join(dir.short, tapSocket), filepath.Join(dir.path, tapSocket)
+	os.Remove(real)
 	ln, err := net.ListenUnix("unix", &net.UnixAddr{Name: sock, Net: "unix"})
 	if err != nil {
 		return ChildConfig{}, fmt.Errorf("builtin network: %w", err)
 	}
+	// Removed by its real name, below, not by the fd path it was bound by.
+	ln.SetUnlinkOnClose(false)
 	ctx, cancel := context.WithCancel(context.Background())
-	b.ln, b.cancel = ln, cancel
+	b.ln, b.cancel, b.sock = ln, cancel, real
 	go func() {
 		tap, err := receiveTap(ln)
 		ln.Close()
-		os.Remove(sock)
+		// By its real name: the fd behind the short one may be gone.
+		os.Remove(real)
 		if err != nil {
 			Log.Debug("builtin network: no tap", "err", err)
 			return
@@ -84,7 +89,7 @@ func (b *builtinNet) start(pid int, dir string, _ []Port) (ChildConfig, error) {
 			Log.Debug("builtin network", "err", err)
 		}
 	}()
-	return ChildConfig{Tap: &Tap{Name: "eth0", CIDR: builtinCIDR, Gateway: builtinGW, MTU: MTU, Socket: sock}}, nil
+	return ChildConfig{Tap: &Tap{Name: "eth0", CIDR: builtinCIDR, Gateway: builtinGW, MTU: MTU}}, nil
 }
 
 func receiveTap(ln *net.UnixListener) (*os.File, error) {
@@ -124,6 +129,7 @@ func (b *builtinNet) stop() error {
 	}
 	if b.ln != nil {
 		b.ln.Close()
+		os.Remove(b.sock)
 	}
 	// A read blocked on the tap only ends when it is closed.
 	b.mu.Lock()

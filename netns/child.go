@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -23,8 +24,12 @@ type ChildConfig struct {
 	// Tap: make this tap device, configure it and hand it to the parent.
 	Tap *Tap `json:"tap,omitempty"`
 	// Ports is the opaque config of rootlesskit's builtin port driver,
-	// whose child side runs here.
+	// whose child side runs here. Its paths start with ParentDir.
 	Ports map[string]string `json:"ports,omitempty"`
+	// Dir is the container's runtime dir, where the sockets are, and
+	// ParentDir the /proc/self/fd path the parent reaches it by.
+	Dir       string `json:"dir,omitempty"`
+	ParentDir string `json:"parent_dir,omitempty"`
 }
 
 // Tap is the built-in network's device inside the namespace.
@@ -33,7 +38,6 @@ type Tap struct {
 	CIDR    string `json:"cidr"`
 	Gateway string `json:"gateway"`
 	MTU     int    `json:"mtu"`
-	Socket  string `json:"socket"` // the parent's socket that takes the fd
 }
 
 // Child does the namespace side of a network, in strata's namespace child
@@ -46,18 +50,33 @@ func Child(data []byte) (stop func(), err error) {
 	if err := json.Unmarshal(data, &cc); err != nil {
 		return nil, fmt.Errorf("network config: %w", err)
 	}
+	var dir stateDir
+	if cc.Tap != nil || cc.Ports != nil {
+		// The same short paths as the parent's, through a fd of our own.
+		if dir, err = openStateDir(cc.Dir); err != nil {
+			return nil, fmt.Errorf("network: %w", err)
+		}
+	}
 	if cc.Tap != nil {
-		if err := setupTap(cc.Tap); err != nil {
+		err := setupTap(cc.Tap, filepath.Join(dir.short, tapSocket))
+		if err != nil {
+			dir.close()
 			return nil, fmt.Errorf("builtin network: %w", err)
 		}
 	}
 	if cc.WaitRoute {
 		if err := waitDefaultRoute(); err != nil {
+			dir.close()
 			return nil, err
 		}
 	}
 	quit := make(chan struct{})
 	if cc.Ports != nil {
+		for k, v := range cc.Ports {
+			if rest, ok := strings.CutPrefix(v, cc.ParentDir+"/"); ok {
+				cc.Ports[k] = dir.short + "/" + rest
+			}
+		}
 		drv := builtin.NewChildDriver(logWriter("ports-child"))
 		go func() {
 			if err := drv.RunChildDriver(cc.Ports, quit, ""); err != nil {
@@ -65,7 +84,7 @@ func Child(data []byte) (stop func(), err error) {
 			}
 		}()
 	}
-	return func() { close(quit) }, nil
+	return func() { close(quit); dir.close() }, nil
 }
 
 // waitDefaultRoute polls this namespace's routing table: the helper
@@ -90,7 +109,7 @@ func waitDefaultRoute() error {
 	}
 }
 
-func setupTap(t *Tap) error {
+func setupTap(t *Tap, sock string) error {
 	fd, err := unix.Open("/dev/net/tun", unix.O_RDWR|unix.O_CLOEXEC, 0)
 	if err != nil {
 		return fmt.Errorf("open /dev/net/tun: %w", err)
@@ -124,7 +143,7 @@ func setupTap(t *Tap) error {
 	if err := netlink.RouteAdd(&netlink.Route{LinkIndex: link.Attrs().Index, Gw: net.ParseIP(t.Gateway)}); err != nil {
 		return fmt.Errorf("tap %s: default route via %s: %w", t.Name, t.Gateway, err)
 	}
-	c, err := net.DialUnix("unix", nil, &net.UnixAddr{Name: t.Socket, Net: "unix"})
+	c, err := net.DialUnix("unix", nil, &net.UnixAddr{Name: sock, Net: "unix"})
 	if err != nil {
 		return fmt.Errorf("hand the tap to strata: %w", err)
 	}

@@ -41,8 +41,8 @@ func newPasta(c Config) (*pastaNet, error) {
 	return &pastaNet{bin: bin, cfg: c, gw: gw, addr: ifaceIPv4(iface)}, nil
 }
 
-func (p *pastaNet) start(pid int, dir string, ports []Port) (ChildConfig, error) {
-	pidFile := filepath.Join(dir, "pasta.pid")
+func (p *pastaNet) start(pid int, dir stateDir, ports []Port) (ChildConfig, error) {
+	pidFile := filepath.Join(dir.path, "pasta.pid")
 	args := []string{"--config-net", "--foreground", "--quiet", "--mtu", strconv.Itoa(MTU),
 		"--dns-forward", pastaDNS, "--pid", pidFile}
 	if os.Geteuid() == 0 {
@@ -73,7 +73,7 @@ func (p *pastaNet) start(pid int, dir string, ports []Port) (ChildConfig, error)
 		args = append(args, "-u", "none")
 	}
 	args = append(args, "-T", "none", "-U", "none", strconv.Itoa(pid))
-	h, err := startHelper("pasta", exec.Command(p.bin, args...), dir)
+	h, err := startHelper("pasta", exec.Command(p.bin, args...), dir.path)
 	if err != nil {
 		return ChildConfig{}, err
 	}
@@ -129,7 +129,7 @@ func newSlirp(c Config) (*slirpNet, error) {
 	return &slirpNet{bin: bin, cfg: c, ipv6: hasIPv6DefaultRoute()}, nil
 }
 
-func (s *slirpNet) start(pid int, dir string, _ []Port) (ChildConfig, error) {
+func (s *slirpNet) start(pid int, dir stateDir, _ []Port) (ChildConfig, error) {
 	readyR, readyW, err := os.Pipe()
 	if err != nil {
 		return ChildConfig{}, fmt.Errorf("slirp4netns: %w", err)
@@ -152,7 +152,7 @@ func (s *slirpNet) start(pid int, dir string, _ []Port) (ChildConfig, error) {
 	args = append(args, strconv.Itoa(pid), "tap0")
 	cmd := exec.Command(s.bin, args...)
 	cmd.ExtraFiles = []*os.File{readyW, exitR}
-	h, err := startHelper("slirp4netns", cmd, dir)
+	h, err := startHelper("slirp4netns", cmd, dir.path)
 	readyW.Close()
 	exitR.Close()
 	if err != nil {

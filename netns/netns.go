@@ -21,8 +21,11 @@ import (
 	"log/slog"
 	"os"
 	"os/exec"
+	"strconv"
 	"strings"
 	"sync"
+
+	"golang.org/x/sys/unix"
 )
 
 // Log receives debug output of the drivers; silent by default.
@@ -64,7 +67,7 @@ type Config struct {
 // driver is one way of serving the namespace: it starts what carries the
 // packets for the child pid and says what the child must do on its side.
 type driver interface {
-	start(pid int, dir string, ports []Port) (ChildConfig, error)
+	start(pid int, dir stateDir, ports []Port) (ChildConfig, error)
 	// addrs: the container's IPv4 address, the host's as the container
 	// sees it, and the DNS servers to put in resolv.conf.
 	addrs() (ctr, host string, dns []string)
@@ -81,6 +84,7 @@ type Network struct {
 	own   []Port         // ports the driver forwards itself
 	ports *portForwarder // rootlesskit's builtin port driver, for the rest
 	fwd   []Port
+	dir   stateDir
 	once  sync.Once
 }
 
@@ -197,12 +201,18 @@ func (n *Network) NewNetNS() bool { return true }
 // child, blocked until its spec arrives) and returns the ChildConfig it
 // must pass to Child. dir is the container's runtime dir, for sockets.
 func (n *Network) Attach(childPID int, dir string) ([]byte, error) {
-	cc, err := n.drv.start(childPID, dir, n.own)
+	sd, err := openStateDir(dir)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", n.name, err)
+	}
+	n.dir = sd
+	cc, err := n.drv.start(childPID, sd, n.own)
 	if err != nil {
 		return nil, err
 	}
+	cc.Dir, cc.ParentDir = sd.path, sd.short
 	if n.ports != nil {
-		opaque, err := n.ports.start(dir, n.fwd)
+		opaque, err := n.ports.start(sd.short, n.fwd)
 		if err != nil {
 			return nil, err
 		}
@@ -227,8 +237,32 @@ func (n *Network) Close() error {
 			n.ports.stop()
 		}
 		err = n.drv.stop()
+		n.dir.close()
 	})
 	return err
+}
+
+// stateDir is the container's runtime dir, also as /proc/self/fd/N: a unix
+// socket's path may have 107 bytes, which a runtime dir under a long
+// $XDG_RUNTIME_DIR already comes near, so sockets are bound and dialled
+// through a held directory fd.
+type stateDir struct {
+	path, short string
+	f           *os.File
+}
+
+func openStateDir(dir string) (stateDir, error) {
+	f, err := os.OpenFile(dir, unix.O_PATH|unix.O_DIRECTORY, 0)
+	if err != nil {
+		return stateDir{}, err
+	}
+	return stateDir{path: dir, short: "/proc/self/fd/" + strconv.Itoa(int(f.Fd())), f: f}, nil
+}
+
+func (d stateDir) close() {
+	if d.f != nil {
+		d.f.Close()
+	}
 }
 
 func checkTun() error {
