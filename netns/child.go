@@ -72,6 +72,11 @@ func Child(data []byte) (stop func(), err error) {
 	}
 	quit := make(chan struct{})
 	if cc.Ports != nil {
+		// The namespace child runs with an empty environment; the port
+		// driver's source-address mode runs the host's ip and nft.
+		if os.Getenv("PATH") == "" {
+			os.Setenv("PATH", "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin")
+		}
 		for k, v := range cc.Ports {
 			if rest, ok := strings.CutPrefix(v, cc.ParentDir+"/"); ok {
 				cc.Ports[k] = dir.short + "/" + rest

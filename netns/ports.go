@@ -209,10 +209,10 @@ func unprivilegedPortStart() int {
 // strata listens on the host, and for each connection the child side,
 // running in strata's namespace child, dials the container's loopback and
 // hands the socket back. A server in the container sees 127.0.0.1 for a
-// loopback client, and for any other client too: the driver's
-// source-address mode (IP_TRANSPARENT) cannot dial a loopback target from
-// a foreign address, and a non-loopback target would show a loopback
-// client as the container's own address, so it stays off.
+// loopback client; for any other TCP client the child dials from the
+// client's own address (IP_TRANSPARENT, with policy routing set up by the
+// host's nft or iptables and ip inside the namespace), and falls back to
+// 127.0.0.1 where those tools are missing.
 type portForwarder struct {
 	drv  port.ParentDriver
 	quit chan struct{}
@@ -220,7 +220,7 @@ type portForwarder struct {
 }
 
 func (f *portForwarder) start(dir string, ports []Port) (map[string]string, error) {
-	drv, err := builtin.NewParentDriver(logWriter("ports"), dir, false, "")
+	drv, err := builtin.NewParentDriver(logWriter("ports"), dir, true, "auto")
 	if err != nil {
 		return nil, fmt.Errorf("port forwarding: %w", err)
 	}

@@ -221,6 +221,7 @@ func freePorts(t *testing.T, n int) []int {
 
 // server is a container started in the background.
 type server struct {
+	port   int // the published TCP port, where a test needs it
 	cmd    *exec.Cmd
 	stderr *bytes.Buffer
 	done   chan error
@@ -351,4 +352,26 @@ func portFree(port int, proto string) bool {
 	}
 	l.Close()
 	return true
+}
+
+// hostAddr is the host's first non-loopback IPv4 address.
+func hostAddr(t *testing.T) string {
+	t.Helper()
+	addrs, _ := net.InterfaceAddrs()
+	for _, a := range addrs {
+		if ipn, ok := a.(*net.IPNet); ok && ipn.IP.To4() != nil && !ipn.IP.IsLoopback() {
+			return ipn.IP.String()
+		}
+	}
+	harness.Skip(t, "a non-loopback IPv4 address")
+	return ""
+}
+
+func haveTool(name string) bool {
+	for _, dir := range []string{"/usr/sbin", "/usr/bin", "/sbin", "/bin"} {
+		if _, err := os.Stat(filepath.Join(dir, name)); err == nil {
+			return true
+		}
+	}
+	return false
 }

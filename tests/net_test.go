@@ -10,6 +10,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/strata-run/strata/tests/harness"
 )
 
 // TestNetDrivers: for each user-mode driver, the container reaches the
@@ -53,18 +55,42 @@ func TestNetDrivers(t *testing.T) {
 			// Published ports: TCP with the client's address, and UDP.
 			ports := freePorts(t, 2)
 			s := e.startServer("run", "--rm", "--init", "--net", d.name, "--rootfs", e.rootfs,
-				"-p", fmt.Sprintf("127.0.0.1:%d:80", ports[0]), "-p", fmt.Sprintf("%d:81/udp", ports[1]),
+				"-p", fmt.Sprintf("%d:80", ports[0]), "-p", fmt.Sprintf("%d:81/udp", ports[1]),
 				"--", "sh", "-c", "netecho 81 & exec httpd -f -p 80 -h /www")
+			s.port = ports[0]
 			peer := httpGet(t, s, fmt.Sprintf("http://127.0.0.1:%d/cgi-bin/peer", ports[0]))
 			if !strings.Contains(peer, "peer=127.0.0.1") && !strings.Contains(peer, "peer=[::ffff:127.0.0.1]") {
 				t.Errorf("the container saw %q, want the client's 127.0.0.1", strings.TrimSpace(peer))
 			}
 			udpEcho(t, fmt.Sprintf("127.0.0.1:%d", ports[1]))
+			t.Run("non-loopback client", func(t *testing.T) { nonLoopbackPeer(t, d.name, s) })
 			s.stop(t)
 			if !portFree(ports[0], "tcp") || !portFree(ports[1], "udp") {
 				t.Errorf("published ports %v still bound after the container ended", ports)
 			}
 		})
+	}
+}
+
+// nonLoopbackPeer fetches the peer CGI through the host's own non-loopback
+// address. slirp4netns and builtin (rootlesskit's port driver in its
+// source-address mode) show that address; pasta gives the container the
+// host's address, so a client on the host itself shows as pasta's gateway,
+// as in podman: not 127.0.0.1 is what holds for all three.
+func nonLoopbackPeer(t *testing.T, driver string, s *server) {
+	addr := hostAddr(t)
+	if driver != "pasta" {
+		if !haveTool("nft") && !haveTool("iptables") {
+			harness.Skip(t, "nft or iptables, which the port driver's source-address mode runs")
+		}
+	}
+	port := s.port
+	peer := httpGet(t, s, fmt.Sprintf("http://%s:%d/cgi-bin/peer", addr, port))
+	switch {
+	case strings.Contains(peer, "127.0.0.1"):
+		t.Errorf("a client at %s was seen as %q", addr, strings.TrimSpace(peer))
+	case driver != "pasta" && !strings.Contains(peer, "="+addr) && !strings.Contains(peer, ":"+addr+"]"):
+		t.Errorf("a client at %s was seen as %q", addr, strings.TrimSpace(peer))
 	}
 }
 
@@ -80,9 +106,13 @@ func TestNetPorts(t *testing.T) {
 			defer func() { e.t = parent }()
 			ports := freePorts(t, 2)
 			var servers []*server
-			for _, p := range ports {
+			for i, p := range ports {
+				spec := fmt.Sprintf("%d:80", p)
+				if i == 0 {
+					spec = "127.0.0.1:" + spec // on one host address only
+				}
 				servers = append(servers, e.startServer("run", "--rm", "--init", "--net", d.name, "--rootfs", e.rootfs,
-					"-p", fmt.Sprintf("%d:80", p), "--", "httpd", "-f", "-p", "80", "-h", "/www"))
+					"-p", spec, "--", "httpd", "-f", "-p", "80", "-h", "/www"))
 			}
 			for i, p := range ports {
 				if got := httpGet(t, servers[i], fmt.Sprintf("http://127.0.0.1:%d/", p)); got != "hello from the container\n" {
