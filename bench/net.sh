@@ -94,7 +94,8 @@ for d in pasta slirp4netns builtin; do
 	c2h=$(run --net "$d:allow_host_loopback=true" --rootfs "$rootfs" -- \
 		sh -c "iperf3 -f m -c host.containers.internal -p $hport -t $SECS" 2>/dev/null | mbits || true)
 	p=$(free_port)
-	run --init --net "$d" -p "$p:5201" -p "$((p + 1)):80" --rootfs "$rootfs" -- \
+	# Not through run(): $! must be strata itself, which SIGTERM then ends.
+	"$STRATA" --root "$work/store" run --rm -e TMPDIR=/dev/shm --init --net "$d" -p "$p:5201" -p "$((p + 1)):80" --rootfs "$rootfs" -- \
 		sh -c "busybox httpd -p 80 -h /etc; exec iperf3 -s -p 5201" >/dev/null 2>&1 &
 	spid=$!
 	h2c="" rate=""

@@ -1,9 +1,14 @@
 package netns
 
 import (
+	"fmt"
 	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 )
 
@@ -105,5 +110,34 @@ func TestFiles(t *testing.T) {
 	}
 	if rc := string(n.ResolvConf()); !strings.Contains(rc, "nameserver 10.0.2.2\n") || strings.Contains(rc, "127.0.0.53") {
 		t.Errorf("resolv.conf:\n%s", rc)
+	}
+}
+
+// TestSweep: a helper recorded in a runtime dir is killed; a pid whose
+// start time does not match (reused) is left alone.
+func TestSweep(t *testing.T) {
+	dir := t.TempDir()
+	live := exec.Command("sleep", "60")
+	other := exec.Command("sleep", "60")
+	for _, c := range []*exec.Cmd{live, other} {
+		if err := c.Start(); err != nil {
+			t.Skip("no sleep: " + err.Error())
+		}
+		defer c.Process.Kill()
+	}
+	st, err := procStart(live.Process.Pid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec := fmt.Sprintf("%d %s\n%d 1\n", live.Process.Pid, st, other.Process.Pid)
+	if err := os.WriteFile(filepath.Join(dir, helpersFile), []byte(rec), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	Sweep(dir)
+	if err := live.Wait(); err == nil {
+		t.Error("the recorded helper was not killed")
+	}
+	if err := other.Process.Signal(syscall.Signal(0)); err != nil {
+		t.Errorf("a pid with another start time was killed: %v", err)
 	}
 }
