@@ -93,17 +93,20 @@ for d in pasta slirp4netns builtin; do
 	esac
 	c2h=$(run --net "$d:allow_host_loopback=true" --rootfs "$rootfs" -- \
 		sh -c "iperf3 -f m -c host.containers.internal -p $hport -t $SECS" 2>/dev/null | mbits || true)
-	p=$(free_port)
+	p=$(free_port) q=$(free_port)
 	# Not through run(): $! must be strata itself, which SIGTERM then ends.
-	"$STRATA" --root "$work/store" run --rm -e TMPDIR=/dev/shm --init --net "$d" -p "$p:5201" -p "$((p + 1)):80" --rootfs "$rootfs" -- \
+	"$STRATA" --root "$work/store" run --rm -e TMPDIR=/dev/shm --init --net "$d" -p "$p:5201" -p "$q:80" --rootfs "$rootfs" -- \
 		sh -c "busybox httpd -p 80 -h /etc; exec iperf3 -s -p 5201" >/dev/null 2>&1 &
 	spid=$!
 	h2c="" rate=""
-	if wait_port "$p"; then
-		sleep 0.5
+	# The host side listens before the server in the container does: retry
+	# until iperf3 gets through.
+	for _ in $(seq 30); do
 		h2c=$(iperf3 -f m -c 127.0.0.1 -p "$p" -t "$SECS" 2>/dev/null | mbits || true)
-		rate=$(conn_rate "$((p + 1))" || true)
-	fi
+		[ -n "$h2c" ] && break
+		sleep 0.3
+	done
+	rate=$(conn_rate "$q" || true)
 	kill "$spid" 2>/dev/null || true
 	wait "$spid" 2>/dev/null || true
 	echo "| strata | $d | ${c2h:-fail} | ${h2c:-fail} | ${rate:-fail} |"
