@@ -19,8 +19,10 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -211,6 +213,9 @@ func (n *Network) Attach(childPID int, dir string) ([]byte, error) {
 		return nil, err
 	}
 	cc.Dir, cc.ParentDir = sd.path, sd.short
+	if err := writePorts(filepath.Join(sd.path, PortsFile), n.cfg.Ports); err != nil {
+		return nil, fmt.Errorf("%s: %w", n.name, err)
+	}
 	if n.ports != nil {
 		opaque, err := n.ports.start(sd.short, n.fwd)
 		if err != nil {
@@ -240,6 +245,26 @@ func (n *Network) Close() error {
 		n.dir.close()
 	})
 	return err
+}
+
+// PortsFile, in the container's runtime dir, lists its published ports as
+// `podman port` prints them ("80/tcp -> 0.0.0.0:41234"): -P and a missing
+// host port pick free ones, which the user has to find somewhere.
+const PortsFile = "ports"
+
+func writePorts(path string, ports []Port) error {
+	if len(ports) == 0 {
+		return nil
+	}
+	var b strings.Builder
+	for _, p := range ports {
+		ip := p.HostIP
+		if ip == "" {
+			ip = "0.0.0.0"
+		}
+		fmt.Fprintf(&b, "%d/%s -> %s\n", p.ContainerPort, p.Proto, net.JoinHostPort(ip, strconv.Itoa(p.HostPort)))
+	}
+	return os.WriteFile(path, []byte(b.String()), 0o600)
 }
 
 // stateDir is the container's runtime dir, also as /proc/self/fd/N: a unix
