@@ -20,15 +20,28 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// raceSeconds is how long each row races: long enough that every row
-// fails on a server that follows symlinks in the middle of upper paths,
-// short enough that the whole set stays near two minutes once fixed.
-func raceSeconds() string {
-	if s := os.Getenv("STRATA_RACE_SECONDS"); s != "" {
-		return s
+// raceSeconds is how long op races: long enough that every row fails on
+// a server that follows symlinks in the middle of upper paths (on an idle
+// machine each did within about a second), short enough that the whole
+// set stays near two minutes once fixed. STRATA_RACE_SECONDS sets the base.
+//
+// The narrow ops change the upper only under the union's lock for upper
+// changes, which the exchange holds too, so they can catch a stale tree
+// only between an exchange releasing that lock and the tree following it:
+// they race twice as long.
+func raceSeconds(op string) string {
+	base := 3.0
+	if f, err := strconv.ParseFloat(os.Getenv("STRATA_RACE_SECONDS"), 64); err == nil && f > 0 {
+		base = f
 	}
-	return "3"
+	if narrowOps[op] {
+		base *= 2
+	}
+	return strconv.FormatFloat(base, 'f', -1, 64)
 }
+
+var narrowOps = map[string]bool{"unlink": true, "rmdir": true, "create": true, "mkdir": true,
+	"link-in": true, "rename-in": true, "rename-out": true}
 
 // raceOpProcs is how many processes repeat the op, each in its own dir
 // below the swapped one (see racer's doc for why that matters).
@@ -269,7 +282,7 @@ func (w *victimWatch) verdict(t *testing.T, op string) {
 	if w.changed == nil {
 		return
 	}
-	t.Errorf("op %s escaped the union: the host dir %s changed, first seen %.2fs into the race:\n%s",
+	t.Errorf("op %s escaped the union: the host dir %s changed, first seen %.2fs after the race started (- before, + after):\n%s",
 		op, w.dir, w.after.Seconds(), stateDiff(w.before, w.changed))
 }
 

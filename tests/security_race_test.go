@@ -40,9 +40,9 @@ func TestSecurityRaceRun(t *testing.T) {
 	subRange(t, "/etc/subuid", u.Name)
 	subRange(t, "/etc/subgid", u.Name)
 	racer := buildRacer(t)
-	secs := raceSeconds()
 	for _, op := range raceOps {
 		t.Run(op, func(t *testing.T) {
+			secs := raceSeconds(op)
 			e := newRunEnv(t, u, false)
 			installRacer(t, racer, filepath.Join(e.rootfs, "bin/racer"), u)
 			victim := filepath.Join(e.dir, "victim")
@@ -97,9 +97,9 @@ func TestSecurityRaceMount(t *testing.T) {
 	u := harness.User(t)
 	bin := harness.Binary(t)
 	racer := buildRacer(t)
-	secs := raceSeconds()
 	for _, op := range append(append([]string{}, raceOps...), "copyup") {
 		t.Run(op, func(t *testing.T) {
+			secs := raceSeconds(op)
 			dir := ufScratchDir(t, "strata-race-")
 			victim := filepath.Join(rootOnlyDir(t), "victim")
 			makeVictim(t, victim, 0, 0, 0o700, 0o600)
