@@ -21,9 +21,11 @@ import (
 )
 
 // raceSeconds is how long op races: long enough that every row fails on
-// a server that follows symlinks in the middle of upper paths (on an idle
-// machine each did within about a second), short enough that the whole
-// set stays near two minutes once fixed. STRATA_RACE_SECONDS sets the base.
+// a server that follows symlinks in the middle of upper paths (on 2 cores
+// under a load of 15-20, the wide ops within 1.3 s and the narrow ones
+// within 5 s in 6 runs each), short enough that the whole set takes under
+// three minutes, the same before and after the fix. STRATA_RACE_SECONDS
+// sets the base.
 //
 // The narrow ops change the upper only under the union's lock for upper
 // changes, which the exchange holds too, so they can catch a stale tree
