@@ -6,8 +6,9 @@
 #         published port (-p): the port forwarder
 #   HTTP  sequential requests, a new connection each, to busybox httpd in the
 #         container through -p (python3 on the host drives them)
-# (podman is not installed on the machine this was written on, so there is
-# no podman column; see bench/RESULTS.md.)
+# and the same with podman where it is installed (podman 4.3 in Debian 12
+# has slirp4netns but not pasta; on a host with cgroup v1 controllers crun
+# refuses to run, so podman runs with runc and cgroupfs when runc is there).
 #   bench/net.sh [STRATA]      (make bench-net)
 # Run as root it drops to STRATA_TEST_USER (stratatest), as the tests do.
 # Prints a Markdown table; SECS sets the length of each run (default 5).
@@ -84,6 +85,35 @@ wait_port "$hport"
 # filesystem's /tmp does not support yet (ftruncate after unlink: ENOENT).
 run() { "$STRATA" --root "$work/store" run --rm -e TMPDIR=/dev/shm "$@"; }
 
+pimg=localhost/strata-netbench
+pod() {
+	if command -v runc >/dev/null; then
+		podman --runtime runc --cgroup-manager=cgroupfs "$@"
+	else
+		podman "$@"
+	fi
+}
+# podman_row measures podman with slirp4netns (its default in 4.3, with
+# rootlesskit's port driver, as strata's) the way strata was measured.
+podman_row() {
+	tar -C "$rootfs" -c . | pod import --change 'ENV PATH=/bin' - "$pimg" >/dev/null 2>&1 || { echo "| podman | slirp4netns | import failed | | |"; return; }
+	local c2h h2c="" rate p q
+	c2h=$(pod run --rm --network slirp4netns:allow_host_loopback=true -e TMPDIR=/dev/shm "$pimg" \
+		iperf3 -f m -c 10.0.2.2 -p "$hport" -t "$SECS" 2>/dev/null | mbits || true)
+	p=$(free_port) q=$(free_port)
+	pod run -d --name strata-netbench --network slirp4netns -p "$p:5201" -p "$q:80" -e TMPDIR=/dev/shm "$pimg" \
+		sh -c "busybox httpd -p 80 -h /etc; exec iperf3 -s -p 5201" >/dev/null 2>&1 || true
+	for _ in $(seq 30); do
+		h2c=$(iperf3 -f m -c 127.0.0.1 -p "$p" -t "$SECS" 2>/dev/null | mbits || true)
+		[ -n "$h2c" ] && break
+		sleep 0.3
+	done
+	rate=$(conn_rate "$q" || true)
+	pod rm -f -t 1 strata-netbench >/dev/null 2>&1 || true
+	pod rmi -f "$pimg" >/dev/null 2>&1 || true
+	echo "| podman $(podman --version | awk '{print $3}') | slirp4netns | ${c2h:-fail} | ${h2c:-fail} | ${rate:-fail} |"
+}
+
 echo "| runtime | driver | container->host Mbit/s | host->container (-p) Mbit/s | HTTP requests/s (-p, new connection each) |"
 echo "| --- | --- | ---: | ---: | ---: |"
 for d in pasta slirp4netns builtin; do
@@ -110,4 +140,7 @@ for d in pasta slirp4netns builtin; do
 	kill "$spid" 2>/dev/null || true
 	wait "$spid" 2>/dev/null || true
 	echo "| strata | $d | ${c2h:-fail} | ${h2c:-fail} | ${rate:-fail} |"
+	if [ "$d" = slirp4netns ] && command -v podman >/dev/null; then
+		podman_row
+	fi
 done
