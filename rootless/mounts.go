@@ -105,6 +105,17 @@ func mountSys(target string, netns bool) error {
 	return nil
 }
 
+// mountCgroup shows the container its own cgroup at /sys/fs/cgroup,
+// read-only: init's cgroup namespace is rooted there, so a cgroup2 mount
+// made from inside it has that cgroup as its root.
+func mountCgroup(rootfs string) error {
+	target := filepath.Join(rootfs, "sys/fs/cgroup")
+	if err := unix.Mount("cgroup2", target, "cgroup2", unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC|unix.MS_RDONLY, ""); err != nil {
+		return mountErr("cgroup2", target, err)
+	}
+	return nil
+}
+
 // pivotRoot is runc's trick: pivot_root(".", ".") stacks the old root on
 // top of the new one at "/", and a lazy unmount of "." drops it, with no
 // temporary directory inside the container.

@@ -46,6 +46,9 @@ type Options struct {
 	Remove     bool
 	ReadOnly   bool
 
+	Limits  Limits       // resource limits (cgroup v2), podman's flags
+	Cgroups CgroupConfig // how to find a delegated cgroup
+
 	// Warn receives one-line warnings (no subordinate ids, no cgroup v2).
 	Warn func(string)
 }
@@ -110,8 +113,12 @@ func Run(o Options) (int, error) {
 	if plan.warning != "" {
 		o.Warn(plan.warning)
 	}
-	// Created before the container so the warning comes with validation.
-	cg, w := CgroupFor()
+	// Planned before the container exists: a host that cannot give the
+	// limits fails the run here, with nothing to clean up.
+	cgPlan, w, err := planCgroup(o.Limits, o.Cgroups)
+	if err != nil {
+		return 125, err
+	}
 	if w != "" {
 		o.Warn(w)
 	}
@@ -144,6 +151,11 @@ func Run(o Options) (int, error) {
 		cleanup()
 		return 125, err
 	}
+	cg, err := cgPlan.create(c.ID, rdir)
+	if err != nil {
+		cleanup()
+		return 125, err
+	}
 	spec := &Spec{
 		Mode:         modeRun,
 		ID:           c.ID,
@@ -165,12 +177,17 @@ func Run(o Options) (int, error) {
 		Init:         o.Init,
 		TTY:          o.TTY,
 		Remove:       o.Remove,
+		Cgroup:       cg != Cgroup(noCgroup{}),
 	}
 	if o.TTY && !hasEnv(spec.Env, "TERM") {
 		spec.Env = append(spec.Env, "TERM=xterm")
 	}
 
 	code, started, err := supervise(o, plan, spec, net, cg)
+	cg.Close() // supervise closed it unless the child never started
+	if n := cg.OOMKills(); n > 0 {
+		o.Warn(oomMessage(code, n, o.Limits))
+	}
 	if err != nil || !started {
 		cleanup()
 		if err == nil {

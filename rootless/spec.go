@@ -59,6 +59,7 @@ type Spec struct {
 	Init       bool        `json:"init,omitempty"`
 	TTY        bool        `json:"tty,omitempty"`
 	Remove     bool        `json:"remove,omitempty"` // --rm: child deletes ContainerDir
+	Cgroup     bool        `json:"cgroup,omitempty"` // in its own cgroup: mount it at /sys/fs/cgroup
 	RemovePath string      `json:"remove_path,omitempty"`
 }
 

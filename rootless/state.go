@@ -321,6 +321,7 @@ func CleanStale(root string) error {
 				}
 			}
 		}
+		removeStaleCgroup(rdir)
 		// The rootfs mountpoint was only ever mounted in a namespace that
 		// died with its processes, so a plain removal is safe.
 		os.RemoveAll(rdir)
