@@ -29,6 +29,11 @@ type Cgroup interface {
 	OOMKills() int
 	// Path is the cgroup's directory, "" when there is none.
 	Path() string
+	// Outside is where the namespace child moves itself once init is
+	// born: the union filesystem's server must not count against the
+	// container's limits (a pids limit would stop the Go runtime from
+	// making a thread, a memory limit would OOM-kill the server).
+	Outside() string
 }
 
 const cgroupRoot = "/sys/fs/cgroup"
@@ -113,22 +118,23 @@ func (p cgroupPlan) create(id, rdir string) (Cgroup, error) {
 // oomMessage tells the user that the kernel's OOM killer, not the
 // command, ended the container (or one of its processes).
 func oomMessage(code, kills int, l Limits) string {
-	limit := "its memory limit"
+	limit := ""
 	if l.Memory != "" {
-		limit = "its memory limit (--memory " + l.Memory + ")"
+		limit = "--memory " + l.Memory + "; "
 	}
 	if code == 137 {
-		return fmt.Sprintf("the container was killed by the kernel's OOM killer: it reached %s (memory.events oom_kill %d)", limit, kills)
+		return fmt.Sprintf("the container was killed by the kernel's OOM killer: it reached its memory limit (%smemory.events oom_kill %d)", limit, kills)
 	}
-	return fmt.Sprintf("the kernel's OOM killer killed %d process(es) in the container: it reached %s", kills, limit)
+	return fmt.Sprintf("the kernel's OOM killer killed %d process(es) in the container: it reached its memory limit (%smemory.events oom_kill %d)", kills, limit, kills)
 }
 
 type noCgroup struct{}
 
-func (noCgroup) Join(int) error { return nil }
-func (noCgroup) Close() error   { return nil }
-func (noCgroup) OOMKills() int  { return 0 }
-func (noCgroup) Path() string   { return "" }
+func (noCgroup) Join(int) error  { return nil }
+func (noCgroup) Close() error    { return nil }
+func (noCgroup) OOMKills() int   { return 0 }
+func (noCgroup) Path() string    { return "" }
+func (noCgroup) Outside() string { return "" }
 
 func cgroupV2Unified() bool {
 	var st unix.Statfs_t
@@ -281,4 +287,12 @@ func Usage(id string) (u CgroupUsage, ok bool, err error) {
 	u.MemoryLimit = num(read("memory.max")) // "max" reads as 0
 	u.Pids = num(read("pids.current"))
 	return u, true, nil
+}
+
+// leaveCgroup moves the calling process (the namespace child, root in
+// its user namespace, which maps it to the owner of the delegated
+// cgroups) into dir. Best effort: staying inside only means the server
+// shares the container's limits.
+func leaveCgroup(dir string) {
+	os.WriteFile(filepath.Join(dir, "cgroup.procs"), []byte("0"), 0)
 }

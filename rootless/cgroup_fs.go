@@ -24,6 +24,7 @@ const selfLeaf = "strata-self"
 //	<base>/strata-<id>   one per container
 type fsCgroup struct {
 	dir  string
+	self string
 	oom  int
 	gone bool
 }
@@ -31,6 +32,10 @@ type fsCgroup struct {
 func newFSCgroup(base, id, rdir string, r resources) (*fsCgroup, error) {
 	if err := enableControllers(base, r.controllers()); err != nil {
 		return nil, err
+	}
+	self := filepath.Join(base, selfLeaf)
+	if err := os.Mkdir(self, 0o755); err != nil && !errors.Is(err, os.ErrExist) {
+		return nil, fmt.Errorf("cgroup %s: create: %w", self, err)
 	}
 	dir := filepath.Join(base, "strata-"+id)
 	// Recorded first, so a SIGKILL from here on leaves a trail for the
@@ -45,7 +50,7 @@ func newFSCgroup(base, id, rdir string, r resources) (*fsCgroup, error) {
 		unix.Rmdir(dir)
 		return nil, err
 	}
-	return &fsCgroup{dir: dir}, nil
+	return &fsCgroup{dir: dir, self: self}, nil
 }
 
 // enableControllers turns on the controllers in base's subtree_control,
@@ -122,5 +127,6 @@ func (c *fsCgroup) Close() error {
 	return removeCgroup(c.dir)
 }
 
-func (c *fsCgroup) OOMKills() int { return c.oom }
-func (c *fsCgroup) Path() string  { return c.dir }
+func (c *fsCgroup) OOMKills() int   { return c.oom }
+func (c *fsCgroup) Path() string    { return c.dir }
+func (c *fsCgroup) Outside() string { return c.self }

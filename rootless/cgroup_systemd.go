@@ -25,14 +25,15 @@ import (
 // its device-filter eBPF code and logrus for it. Both are pure Go, so the
 // CGO_ENABLED=0 static build stays as it was.
 type systemdCgroup struct {
-	conn *sd.Conn
-	unit string
-	id   string
-	rdir string
-	res  resources
-	dir  string
-	oom  int
-	gone bool
+	conn    *sd.Conn
+	unit    string
+	id      string
+	rdir    string
+	res     resources
+	dir     string
+	outside string
+	oom     int
+	gone    bool
 }
 
 const systemdTimeout = 30 * time.Second
@@ -44,7 +45,13 @@ func newSystemdCgroup(id, rdir string, r resources) (*systemdCgroup, error) {
 	if err != nil {
 		return nil, fmt.Errorf("cgroup: connect to your systemd instance on D-Bus (%s): %w", userBusAddress(), err)
 	}
-	return &systemdCgroup{conn: conn, unit: "strata-" + id + ".scope", id: id, rdir: rdir, res: r}, nil
+	// The server goes back where strata runs, outside the scope; the
+	// move needs a common ancestor the user may write, which a login
+	// session's scope does not share with the user manager, so it is
+	// best effort there.
+	cur, _ := currentCgroup()
+	return &systemdCgroup{conn: conn, unit: "strata-" + id + ".scope", id: id, rdir: rdir, res: r,
+		outside: filepath.Join(cgroupRoot, cur)}, nil
 }
 
 func (c *systemdCgroup) properties(pid int) []sd.Property {
@@ -165,8 +172,9 @@ func (c *systemdCgroup) Close() error {
 	return nil
 }
 
-func (c *systemdCgroup) OOMKills() int { return c.oom }
-func (c *systemdCgroup) Path() string  { return c.dir }
+func (c *systemdCgroup) OOMKills() int   { return c.oom }
+func (c *systemdCgroup) Path() string    { return c.dir }
+func (c *systemdCgroup) Outside() string { return c.outside }
 
 // cpuMask turns a cpu list (0-3,5) into systemd's AllowedCPUs bitmask.
 func cpuMask(list string) ([]byte, error) {

@@ -178,6 +178,7 @@ func Run(o Options) (int, error) {
 		TTY:          o.TTY,
 		Remove:       o.Remove,
 		Cgroup:       cg != Cgroup(noCgroup{}),
+		ServerCgroup: cg.Outside(),
 	}
 	if o.TTY && !hasEnv(spec.Env, "TERM") {
 		spec.Env = append(spec.Env, "TERM=xterm")

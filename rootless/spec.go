@@ -60,7 +60,10 @@ type Spec struct {
 	TTY        bool        `json:"tty,omitempty"`
 	Remove     bool        `json:"remove,omitempty"` // --rm: child deletes ContainerDir
 	Cgroup     bool        `json:"cgroup,omitempty"` // in its own cgroup: mount it at /sys/fs/cgroup
-	RemovePath string      `json:"remove_path,omitempty"`
+	// ServerCgroup is where the child moves once init is born in the
+	// container's cgroup (see Cgroup.Outside).
+	ServerCgroup string `json:"server_cgroup,omitempty"`
+	RemovePath   string `json:"remove_path,omitempty"`
 }
 
 const (
