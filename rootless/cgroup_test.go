@@ -1,7 +1,6 @@
 package rootless
 
 import (
-	"bytes"
 	"os"
 	"path/filepath"
 	"strings"
@@ -70,13 +69,6 @@ func TestWriteLimits(t *testing.T) {
 		if got, _ := os.ReadFile(filepath.Join(dir, f)); string(got) != want {
 			t.Errorf("%s = %q, want %q", f, got, want)
 		}
-	}
-}
-
-func TestCPUMask(t *testing.T) {
-	m, err := cpuMask("0,2-3,9")
-	if err != nil || !bytes.Equal(m, []byte{0x0d, 0x02}) {
-		t.Errorf("cpuMask = %x, %v", m, err)
 	}
 }
 

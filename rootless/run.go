@@ -178,7 +178,6 @@ func Run(o Options) (int, error) {
 		TTY:          o.TTY,
 		Remove:       o.Remove,
 		Cgroup:       cg != Cgroup(noCgroup{}),
-		ServerCgroup: cg.Outside(),
 	}
 	if o.TTY && !hasEnv(spec.Env, "TERM") {
 		spec.Env = append(spec.Env, "TERM=xterm")
@@ -379,6 +378,7 @@ func supervise(o Options, plan idPlan, spec *Spec, net Network, cg Cgroup) (code
 		if err := cg.Join(pid); err != nil {
 			return err
 		}
+		spec.ServerCgroup = cg.Outside() // the spec is sent after prepare
 		return net.Attach(pid)
 	}
 	cmd, err := startChild(plan, spec, spec.NetNS, stdio, prepare, extra...)
