@@ -5,7 +5,7 @@ VERSION   := $(shell git describe --always --dirty 2>/dev/null || echo dev)
 LDFLAGS   := -s -w -X main.version=$(VERSION)
 export PATH := /usr/local/go/bin:$(PATH)
 
-.PHONY: all build deps test-setup vm test test-cgroup bench bench-quick demo clean
+.PHONY: all build deps test-setup vm vm-systemd test test-cgroup bench bench-quick demo clean
 
 all: build
 
@@ -26,6 +26,11 @@ test-setup: deps
 # $${XDG_CACHE_HOME:-~/.cache}/strata-vm (STRATA_VM_CACHE) and reused.
 vm:
 	./tests/vm/build.sh base
+
+# The systemd guest (a debootstrap of Debian 12 with a lingering user), for
+# the systemd way to delegation; cached beside the other.
+vm-systemd:
+	./tests/vm/build.sh systemd
 
 test: test-setup vm build
 	$(GO) test -count=1 -timeout 28m ./...

@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -15,16 +16,28 @@ import (
 )
 
 // guestChecks are the checks tests/vm/guest-test.sh must report as ok.
-var guestChecks = []string{"doctor-cgroupfs", "view", "gone-after-run", "oom", "gone-after-oom", "pids", "gone-after-pids",
+var guestChecks = []string{"view", "gone-after-run", "oom", "gone-after-oom", "pids", "gone-after-pids",
 	"cpus", "gone-after-cpus", "cpuset", "weight-reservation", "stats", "gone-after-sigkill", "no-limits", "gone-after-no-limits"}
 
 // TestCgroupV2Guest boots a real cgroup v2 host, Debian's own kernel with
 // cgroup_no_v1=all under QEMU (TCG: this machine's cgroups are hybrid and
 // must not change, and it has no usable KVM), with the strata binary of
 // this checkout, and reads the results of tests/vm/guest-test.sh, run
-// there as an unprivileged user in a delegated cgroup, off the serial
-// console.
+// there as an unprivileged user in a cgroup root delegated to it (the
+// cgroupfs way), off the serial console.
 func TestCgroupV2Guest(t *testing.T) {
+	bootGuest(t, "base", "cgroupfs", 768)
+}
+
+// TestCgroupV2GuestSystemd is the same checks on a guest that boots
+// systemd, where the test user's limits come through a transient scope
+// of its lingering systemd instance. Its root filesystem is a debootstrap
+// of Debian 12 (make vm-systemd).
+func TestCgroupV2GuestSystemd(t *testing.T) {
+	bootGuest(t, "systemd", "systemd", 1536)
+}
+
+func bootGuest(t *testing.T, flavour, mode string, memMiB int) {
 	qemu, err := exec.LookPath("qemu-system-x86_64")
 	if err != nil {
 		harness.Skip(t, "qemu-system-x86_64 (make vm)")
@@ -35,23 +48,24 @@ func TestCgroupV2Guest(t *testing.T) {
 		t.Fatalf("%s dir: %v", build, err)
 	}
 	cache := strings.TrimSpace(string(out))
-	for _, f := range []string{"vmlinuz", "base.cpio.gz"} {
+	target := map[string]string{"base": "make vm", "systemd": "make vm-systemd"}[flavour]
+	for _, f := range []string{"vmlinuz", flavour + ".cpio.gz"} {
 		if _, err := os.Stat(filepath.Join(cache, f)); err != nil {
-			harness.Skip(t, "the cgroup v2 test guest in "+cache+" (make vm)")
+			harness.Skip(t, "the cgroup v2 test guest "+filepath.Join(cache, f)+" ("+target+")")
 		}
 	}
 	bin := harness.Binary(t) // CGO_ENABLED=0: static, so it runs in the guest
 	initrd := filepath.Join(t.TempDir(), "initrd.img")
-	if out, err := exec.Command(build, "app", bin, initrd).CombinedOutput(); err != nil {
+	if out, err := exec.Command(build, "app", bin, initrd, flavour).CombinedOutput(); err != nil {
 		t.Fatalf("%s app: %v: %s", build, err, out)
 	}
 
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, qemu, "-accel", "tcg", "-m", "768", "-smp", "2",
+	cmd := exec.CommandContext(ctx, qemu, "-accel", "tcg", "-m", strconv.Itoa(memMiB), "-smp", "2",
 		"-nographic", "-no-reboot", "-nodefaults", "-serial", "stdio",
 		"-kernel", filepath.Join(cache, "vmlinuz"), "-initrd", initrd,
-		"-append", "console=ttyS0 panic=-1 cgroup_no_v1=all quiet")
+		"-append", "console=ttyS0 panic=-1 cgroup_no_v1=all systemd.unified_cgroup_hierarchy=1 quiet")
 	// Only the QEMU started here is killed on the time-out.
 	cmd.Cancel = func() error { return cmd.Process.Signal(syscall.SIGKILL) }
 	cmd.WaitDelay = 10 * time.Second
@@ -106,7 +120,7 @@ func TestCgroupV2Guest(t *testing.T) {
 	if !booted || !exited || !ended {
 		t.Fatalf("the guest did not run to the end (boot %v, tests %v, end %v); console:\n%s", booted, exited, ended, strings.Join(console, "\n"))
 	}
-	for _, c := range guestChecks {
+	for _, c := range append([]string{"doctor-" + mode}, guestChecks...) {
 		if !got[c] {
 			t.Errorf("check %s did not report ok", c)
 		}

@@ -3,7 +3,7 @@
 #   setup.sh packages   apt packages (idempotent, quiet when already there)
 #   setup.sh user       the unprivileged test user with subordinate id ranges
 #   setup.sh vm         what tests/vm/build.sh needs to build and boot the
-#                       cgroup v2 test guest (QEMU, cpio)
+#                       cgroup v2 test guests (QEMU, cpio, debootstrap)
 set -euo pipefail
 
 PACKAGES=(fuse3 uidmap fuse-overlayfs busybox-static slirp4netns passt debootstrap
@@ -52,7 +52,7 @@ user() {
 
 vm() {
 	local missing=()
-	for p in qemu-system-x86 cpio busybox-static uidmap; do
+	for p in qemu-system-x86 cpio busybox-static uidmap debootstrap; do
 		dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
 	done
 	[ ${#missing[@]} -eq 0 ] && return 0

@@ -1,17 +1,19 @@
 #!/bin/sh
-# The cgroup v2 checks, run inside the test guest (tests/vm/init) as the
-# unprivileged uid 1000, from the cgroup root delegated to it. One line per
-# check on the console, which tests/cgroup_test.go reads:
+# The cgroup v2 checks, run inside a test guest as the unprivileged uid
+# 1000: in the busybox guest (tests/vm/init) from a cgroup root delegated
+# to it (MODE cgroupfs), in the systemd guest through its systemd user
+# instance (MODE systemd). One line per check on the console, which
+# tests/cgroup_test.go reads:
 #   CGTEST ok NAME [detail]  |  CGTEST FAIL NAME: why
-base=/sys/fs/cgroup/user
+mode=${1:-cgroupfs}
 S="strata --root /home/user/store"
 cd /home/user
 
 ok() { echo "CGTEST ok $*"; }
 fail() { echo "CGTEST FAIL $1: $2"; }
 now() { cut -d' ' -f1 /proc/uptime; }
-# Container cgroups left in the delegated subtree.
-leftover() { ls -d "$base"/strata-*/ 2>/dev/null | grep -v strata-self; }
+# Container cgroups (and systemd scopes) left anywhere.
+leftover() { find /sys/fs/cgroup -type d -name 'strata-[0-9a-f]*' 2>/dev/null; }
 check_gone() {
 	l=$(leftover)
 	if [ -z "$l" ]; then ok "$1"; else fail "$1" "left behind: $l"; fi
@@ -19,7 +21,7 @@ check_gone() {
 
 t0=$(now)
 strata doctor >/tmp/doctor 2>&1
-if grep -q "available, through cgroupfs" /tmp/doctor; then ok doctor-cgroupfs; else fail doctor-cgroupfs "$(tr '\n' ' ' </tmp/doctor)"; fi
+if grep -q "available, through $mode" /tmp/doctor; then ok "doctor-$mode"; else fail "doctor-$mode" "$(tr '\n' ' ' </tmp/doctor)"; fi
 
 # The container's view: its own cgroup, read-only, rooted at "/".
 out=$($S run --rm --pids-limit 100 --memory 100m --rootfs /rootfs sh -c \
