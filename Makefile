@@ -5,7 +5,7 @@ VERSION   := $(shell git describe --always --dirty 2>/dev/null || echo dev)
 LDFLAGS   := -s -w -X main.version=$(VERSION)
 export PATH := /usr/local/go/bin:$(PATH)
 
-.PHONY: all build deps test-setup vm vm-systemd test test-cgroup bench bench-quick demo clean
+.PHONY: all build deps test-setup vm vm-systemd test test-cgroup test-cgroup-systemd bench bench-quick demo clean
 
 all: build
 
@@ -38,6 +38,11 @@ test: test-setup vm build
 # Only the resource-limit tests: the guest, and this host's refusal.
 test-cgroup: test-setup vm
 	$(GO) test -count=1 -timeout 10m -run 'TestCgroup' -v ./tests/
+
+# The same checks through systemd, on a guest that boots it: about two
+# minutes on an idle machine, so not part of make test (CI runs both).
+test-cgroup-systemd: test-setup vm-systemd
+	$(GO) test -tags systemdguest -count=1 -timeout 12m -run 'TestCgroupV2GuestSystemd' -v ./tests/
 
 bench: deps build
 	./$(BIN) bench --out bench/out

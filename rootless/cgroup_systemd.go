@@ -3,6 +3,7 @@ package rootless
 import (
 	"context"
 	"fmt"
+	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -41,24 +42,38 @@ type systemdCgroup struct {
 const systemdTimeout = 30 * time.Second
 
 func newSystemdCgroup(id, rdir string, r resources) (*systemdCgroup, error) {
-	ctx, cancel := context.WithTimeout(context.Background(), systemdTimeout)
-	defer cancel()
-	conn, err := sd.NewUserConnectionContext(ctx)
+	// godbus closes the connection when this context ends: it must
+	// outlive the container, so no deadline here.
+	conn, err := sd.NewUserConnectionContext(context.Background())
 	if err != nil {
 		return nil, fmt.Errorf("cgroup: connect to your systemd instance on D-Bus (%s): %w", userBusAddress(), err)
 	}
 	return &systemdCgroup{conn: conn, unit: "strata-" + id + ".scope", id: id, rdir: rdir, res: r}, nil
 }
 
-// Join starts the scope with the child in it, then moves the child on
-// into the container's cgroup below.
+// Join starts the scope with the child and strata itself in it, then
+// moves the child on into the container's cgroup below. strata keeps the
+// scope populated until it has read memory.events: systemd removes an
+// empty scope at once, and the container's cgroup with it. A run that
+// asked for no limit runs on outside a scope when systemd refuses one.
 func (c *systemdCgroup) Join(pid int) error {
+	err := c.join(pid)
+	if err != nil && !c.res.any() {
+		c.fs = nil
+		return nil
+	}
+	return err
+}
+
+func (c *systemdCgroup) join(pid int) error {
 	ctx, cancel := context.WithTimeout(context.Background(), systemdTimeout)
 	defer cancel()
 	props := []sd.Property{
 		sd.PropDescription("strata container " + c.id),
 		sd.PropSlice("user.slice"),
-		sd.PropPids(uint32(pid)),
+		// The user's manager asks PID 1 to move processes it may not
+		// move itself (strata started from a system service, say).
+		sd.PropPids(uint32(pid), uint32(os.Getpid())),
 		{Name: "Delegate", Value: dbus.MakeVariant(true)},
 		// An empty scope goes away, also when strata was SIGKILLed.
 		{Name: "CollectMode", Value: dbus.MakeVariant("inactive-or-failed")},

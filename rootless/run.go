@@ -177,7 +177,6 @@ func Run(o Options) (int, error) {
 		Init:         o.Init,
 		TTY:          o.TTY,
 		Remove:       o.Remove,
-		Cgroup:       cg != Cgroup(noCgroup{}),
 	}
 	if o.TTY && !hasEnv(spec.Env, "TERM") {
 		spec.Env = append(spec.Env, "TERM=xterm")
@@ -378,7 +377,8 @@ func supervise(o Options, plan idPlan, spec *Spec, net Network, cg Cgroup) (code
 		if err := cg.Join(pid); err != nil {
 			return err
 		}
-		spec.ServerCgroup = cg.Outside() // the spec is sent after prepare
+		// The spec is sent after prepare.
+		spec.Cgroup, spec.ServerCgroup = cg.Path() != "", cg.Outside()
 		return net.Attach(pid)
 	}
 	cmd, err := startChild(plan, spec, spec.NetNS, stdio, prepare, extra...)
