@@ -9,6 +9,7 @@ import (
 	"sort"
 	"strings"
 
+	"github.com/strata-run/strata/unionfs/ovl"
 	"golang.org/x/sys/unix"
 )
 
@@ -278,12 +279,13 @@ func fdHasXattr(fd int, name string) bool {
 	return ok
 }
 
-// fdOverrideStat is ReadOverrideStat of an open fd.
-func fdOverrideStat(fd int) (s OverrideStat, ok bool, err error) {
-	v, ok, err := fdXattr(fd, OverrideStatXattr)
+// fdOverride reads the override_stat of an open fd; ok is false when it
+// has none.
+func fdOverride(fd int) (o ovl.Override, ok bool, err error) {
+	v, ok, err := fdXattr(fd, ovl.OverrideXattr)
 	if err != nil || !ok {
-		return OverrideStat{}, false, err
+		return ovl.Override{}, false, err
 	}
-	s, err = ParseOverrideStat(string(v))
-	return s, err == nil, err
+	o, err = ovl.ParseOverride(string(v))
+	return o, err == nil, err
 }
