@@ -73,8 +73,12 @@ func enableControllers(base string, want []string) error {
 	if len(add) == 0 {
 		return nil
 	}
-	if err := vacate(base); err != nil {
-		return err
+	// The root cgroup is exempt from the rule (and its kernel threads
+	// cannot move).
+	if base != cgroupRoot {
+		if err := vacate(base); err != nil {
+			return err
+		}
 	}
 	p := filepath.Join(base, "cgroup.subtree_control")
 	if err := os.WriteFile(p, []byte(strings.Join(add, " ")), 0); err != nil {

@@ -118,6 +118,9 @@ func (c *systemdCgroup) join(pid int) error {
 	return c.fs.Join(pid)
 }
 
+// Close removes the container's cgroup. The scope itself is not
+// stopped: strata is in it, and a stop would SIGTERM strata and wait for
+// it; systemd collects the scope once strata exits and leaves it empty.
 func (c *systemdCgroup) Close() error {
 	if c.gone {
 		return nil
@@ -127,15 +130,6 @@ func (c *systemdCgroup) Close() error {
 	if c.fs != nil {
 		err = c.fs.Close()
 		c.oom = c.fs.OOMKills()
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), systemdTimeout)
-	defer cancel()
-	done := make(chan string, 1)
-	if _, serr := c.conn.StopUnitContext(ctx, c.unit, "replace", done); serr == nil {
-		select {
-		case <-done:
-		case <-ctx.Done():
-		}
 	}
 	c.conn.Close()
 	return err

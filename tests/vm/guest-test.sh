@@ -14,7 +14,10 @@ fail() { echo "CGTEST FAIL $1: $2"; }
 now() { cut -d' ' -f1 /proc/uptime; }
 # Container cgroups (and systemd scopes) left anywhere.
 leftover() { find /sys/fs/cgroup -type d -name 'strata-[0-9a-f]*' 2>/dev/null; }
+# systemd collects an empty scope a moment after strata exits.
 check_gone() {
+	i=0
+	while [ $i -lt 25 ] && [ -n "$(leftover)" ]; do sleep 0.2; i=$((i+1)); done
 	l=$(leftover)
 	if [ -z "$l" ]; then ok "$1"; else fail "$1" "left behind: $l"; fi
 }
