@@ -57,10 +57,10 @@ fi
 check_gone gone-after-pids
 
 # --cpus 0.5 and a busy loop: CPU time over wall time, from the cgroup's own
-# cpu.stat, measured inside over 5 s. TCG guests share the host's cores, so
-# an unlimited busy loop beside it measures what a vCPU got meanwhile; a
-# share out of range on a starved guest is measured once more, and the
-# failure says how starved it was.
+# cpu.stat, measured inside over 5 s. A TCG guest's vCPUs are host threads
+# on a shared machine, so an unlimited busy loop beside it measures what a
+# vCPU got meanwhile, and a share out of range is measured again, up to
+# three times; the result lists every attempt.
 cpus_once() {
 	sh -c 'while :; do :; done' &
 	ref=$!
@@ -81,10 +81,16 @@ cpus_once() {
 	share=$(echo "$out" | awk '/^share/{print $2}')
 	[ $rc = 0 ] && echo "$out" | grep -q '^50000 100000$' && [ -n "$share" ] && awk "BEGIN{exit !($share >= 0.4 && $share <= 0.6)}"
 }
-if cpus_once || { awk "BEGIN{exit !($refshare < 0.8)}" && cpus_once; }; then
-	ok cpus "share $share (an unlimited loop beside it: $refshare)"
+attempts=""
+for attempt in 1 2 3; do
+	cpus_once && passed=1 || passed=
+	attempts="$attempts share ${share:-none} (unlimited loop beside it: $refshare);"
+	[ -n "$passed" ] && break
+done
+if [ -n "$passed" ]; then
+	ok cpus "$attempts"
 else
-	fail cpus "exit $rc: $(echo "$out" | tr '\n' ' ') (an unlimited loop beside it got $refshare of a CPU)"
+	fail cpus "exit $rc: $(echo "$out" | tr '\n' ' ') attempts:$attempts"
 fi
 check_gone gone-after-cpus
 
@@ -93,9 +99,12 @@ out=$($S run --rm --cpuset-cpus 0 --rootfs /rootfs sh -c 'cat /sys/fs/cgroup/cpu
 rc=$?
 if [ $rc = 0 ] && [ "$out" = "$(printf '0\nCpus_allowed_list:\t0')" ]; then ok cpuset; else fail cpuset "exit $rc: $(echo "$out" | tr '\n' ' ')"; fi
 
-# --cpu-weight and --memory-reservation land in their files.
-out=$($S run --rm --cpu-shares 512 --memory-reservation 32m --rootfs /rootfs cat /sys/fs/cgroup/cpu.weight /sys/fs/cgroup/memory.low 2>&1)
-if [ "$out" = "$(printf '20\n33554432')" ]; then ok weight-reservation; else fail weight-reservation "$(echo "$out" | tr '\n' ' ')"; fi
+# --cpu-shares (as cpu.weight), --memory-reservation (memory.low) and
+# --memory-swap (memory plus swap: memory.swap.max is the difference) land
+# in their files.
+out=$($S run --rm --cpu-shares 512 --memory 64m --memory-swap 96m --memory-reservation 32m --rootfs /rootfs \
+	cat /sys/fs/cgroup/cpu.weight /sys/fs/cgroup/memory.low /sys/fs/cgroup/memory.swap.max 2>&1)
+if [ "$out" = "$(printf '20\n33554432\n33554432')" ]; then ok weight-swap-reservation; else fail weight-swap-reservation "$(echo "$out" | tr '\n' ' ')"; fi
 
 # strata stats of a running container, then SIGKILL of strata: the next
 # strata sweeps the cgroup it left.
