@@ -73,7 +73,7 @@ func planCgroup(l Limits, cfg CgroupConfig) (cgroupPlan, string, error) {
 		if !res.any() {
 			return cgroupPlan{}, cgroupWarning(h), nil
 		}
-		return cgroupPlan{}, "", exitErr(125, "%s needs a delegated cgroup v2 subtree, and there is none: %s", strings.Join(res.flags, ", "), h.why)
+		return cgroupPlan{}, "", exitErr(125, "%s needs a delegated cgroup v2 subtree, and there is none: %s (strata doctor checks it all)", strings.Join(res.flags, ", "), h.why)
 	}
 	var missing []string
 	for _, c := range res.controllers() {
