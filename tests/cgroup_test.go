@@ -16,7 +16,7 @@ import (
 )
 
 // guestChecks are the checks tests/vm/guest-test.sh must report as ok.
-var guestChecks = []string{"view", "gone-after-run", "oom", "gone-after-oom", "pids", "gone-after-pids",
+var guestChecks = []string{"view", "gone-after-run", "view-net-host", "oom", "gone-after-oom", "pids", "gone-after-pids",
 	"cpus", "gone-after-cpus", "cpuset", "weight-swap-reservation", "stats", "gone-after-sigkill", "no-limits", "gone-after-no-limits"}
 
 // TestCgroupV2Guest boots a real cgroup v2 host, Debian's own kernel with

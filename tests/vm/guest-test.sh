@@ -34,6 +34,11 @@ exp=$(printf '0::/\n100\n104857600\nread-only')
 if [ $rc = 0 ] && [ "$out" = "$exp" ]; then ok view; else fail view "exit $rc: $(echo "$out" | tr '\n' ' ')"; fi
 check_gone gone-after-run
 
+# With --net=host /sys is the host's, bound read-only: the container's own
+# cgroup still covers /sys/fs/cgroup.
+out=$($S run --rm --net=host --pids-limit 50 --rootfs /rootfs sh -c 'cat /proc/self/cgroup /sys/fs/cgroup/pids.max' 2>&1)
+if [ "$out" = "$(printf '0::/\n50')" ]; then ok view-net-host; else fail view-net-host "$(echo "$out" | tr '\n' ' ')"; fi
+
 # --memory 64m and 200 MiB allocated (dd's buffer): the OOM killer, 137, and strata says so.
 $S run --rm --memory 64m --rootfs /rootfs dd if=/dev/zero of=/dev/null bs=200M count=1 >/tmp/oom.out 2>/tmp/oom.err
 rc=$?
