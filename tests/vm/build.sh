@@ -34,7 +34,11 @@ base() {
 	local work; work=$(mktemp -d)
 	trap 'rm -rf "$work"' RETURN
 	local kpkg
-	kpkg=$(apt-cache depends "$KPKG_META" | awk '/Depends: linux-image-/{print $2; exit}')
+	kpkg=$(apt-cache depends "$KPKG_META" 2>/dev/null | awk '/Depends: linux-image-/{print $2; exit}')
+	if [ -z "$kpkg" ]; then
+		apt-get update -q >/dev/null
+		kpkg=$(apt-cache depends "$KPKG_META" | awk '/Depends: linux-image-/{print $2; exit}')
+	fi
 	[ -n "$kpkg" ] || { echo "build.sh: cannot resolve $KPKG_META (apt-get update?)" >&2; exit 1; }
 	(cd "$work" && apt-get download "$kpkg" >/dev/null 2>&1 || apt-get download "$kpkg")
 	dpkg-deb -x "$work"/"$kpkg"_*.deb "$work/k"
