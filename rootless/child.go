@@ -138,6 +138,9 @@ func runInit(spec *Spec) (int, error) {
 		return 125, fmt.Errorf("start container init: %w", err)
 	}
 	specR.Close()
+	if spec.ServerCgroup != "" {
+		leaveCgroup(spec.ServerCgroup)
+	}
 	// Only init reports from here on; the parent's EOF on the error pipe
 	// then means the command is running.
 	closeErrPipe()

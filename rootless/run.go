@@ -47,6 +47,9 @@ type Options struct {
 	Remove     bool
 	ReadOnly   bool
 
+	Limits  Limits       // resource limits (cgroup v2), podman's flags
+	Cgroups CgroupConfig // how to find a delegated cgroup
+
 	// Warn receives one-line warnings (no subordinate ids, no cgroup v2).
 	Warn func(string)
 }
@@ -77,7 +80,7 @@ type RunPlan struct {
 	opts Options
 	ids  idPlan
 	net  Network
-	cg   Cgroup
+	cg   cgroupPlan
 	// spec is the container's spec but for what only creating the
 	// container decides: its id, its directories and its hostname.
 	spec Spec
@@ -154,7 +157,12 @@ func PlanRun(o Options) (*RunPlan, error) {
 	if ids.warning != "" {
 		p.Warnings = append(p.Warnings, ids.warning)
 	}
-	cg, w := CgroupFor()
+	// A host that cannot give the limits fails the run here, before
+	// anything exists.
+	cg, w, err := planCgroup(o.Limits, o.Cgroups)
+	if err != nil {
+		return fail(err)
+	}
 	if w != "" {
 		p.Warnings = append(p.Warnings, w)
 	}
@@ -210,6 +218,11 @@ func (p *RunPlan) Execute() (int, error) {
 		cleanup()
 		return 125, err
 	}
+	cg, err := p.cg.create(c.ID, rdir)
+	if err != nil {
+		cleanup()
+		return 125, err
+	}
 	spec := p.spec
 	spec.ID = c.ID
 	spec.ContainerDir = c.Dir
@@ -220,7 +233,11 @@ func (p *RunPlan) Execute() (int, error) {
 	spec.Hostname = c.Hostname
 	spec.Env = append(append([]string{}, spec.Env...), "HOSTNAME="+c.Hostname)
 
-	code, started, err := supervise(o, p.ids, &spec, p.net, p.cg, rdir)
+	code, started, err := supervise(o, p.ids, &spec, p.net, cg, rdir)
+	cg.Close() // supervise closed it unless the child never started
+	if n := cg.OOMKills(); n > 0 && o.Warn != nil {
+		o.Warn(oomMessage(code, n, o.Limits))
+	}
 	if !started {
 		cleanup()
 		if err == nil {
@@ -398,8 +415,9 @@ func supervise(o Options, plan idPlan, spec *Spec, net Network, cg Cgroup, rdir 
 		if err := cg.Join(pid); err != nil {
 			return err
 		}
-		// The child reads its spec only after this: what the network
-		// driver needs done inside the namespace goes with it.
+		// The spec is sent after prepare: the cgroup, and what the
+		// network driver needs done inside the namespace, go with it.
+		spec.Cgroup, spec.ServerCgroup = cg.Path() != "", cg.Outside()
 		data, err := net.Attach(pid, rdir)
 		spec.Net = data
 		return err

@@ -62,7 +62,11 @@ type Spec struct {
 	Init       bool        `json:"init,omitempty"`
 	TTY        bool        `json:"tty,omitempty"`
 	Remove     bool        `json:"remove,omitempty"` // --rm: child deletes ContainerDir
-	RemovePath string      `json:"remove_path,omitempty"`
+	Cgroup     bool        `json:"cgroup,omitempty"` // in its own cgroup: mount it at /sys/fs/cgroup
+	// ServerCgroup is where the child moves once init is born in the
+	// container's cgroup (see Cgroup.Outside).
+	ServerCgroup string `json:"server_cgroup,omitempty"`
+	RemovePath   string `json:"remove_path,omitempty"`
 }
 
 const (

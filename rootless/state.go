@@ -322,6 +322,7 @@ func CleanStale(root string) error {
 				}
 			}
 		}
+		removeStaleCgroup(rdir)
 		// Network helpers die with strata by their parent-death signal;
 		// any that did not are killed here, before their sockets go.
 		netns.Sweep(rdir)

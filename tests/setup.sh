@@ -2,6 +2,8 @@
 # Installs what strata's tests and benchmarks need on a Debian 12 machine.
 #   setup.sh packages   apt packages (idempotent, quiet when already there)
 #   setup.sh user       the unprivileged test user with subordinate id ranges
+#   setup.sh vm         what tests/vm/build.sh needs to build and boot the
+#                       cgroup v2 test guests (QEMU, cpio, debootstrap)
 set -euo pipefail
 
 PACKAGES=(fuse3 uidmap fuse-overlayfs busybox-static slirp4netns passt debootstrap
@@ -51,8 +53,20 @@ user() {
 	install -d -m 0700 -o "$nosub" -g "$(id -g "$nosub")" "/run/user/$nuid"
 }
 
+vm() {
+	local missing=()
+	for p in qemu-system-x86 cpio busybox-static uidmap debootstrap; do
+		dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+	done
+	[ ${#missing[@]} -eq 0 ] && return 0
+	need_root "installing ${missing[*]}"
+	apt-get update -q
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}"
+}
+
 case "${1:-}" in
 	packages) packages ;;
 	user) user ;;
-	*) echo "usage: setup.sh packages|user" >&2; exit 2 ;;
+	vm) vm ;;
+	*) echo "usage: setup.sh packages|user|vm" >&2; exit 2 ;;
 esac

@@ -48,6 +48,7 @@ ended it.`,
 				return withExitCode(125, err)
 			}
 			o.Warn = func(msg string) { fmt.Fprintln(os.Stderr, "strata: warning:", msg) }
+			o.Cgroups = cgroupConfig(o.Cgroups.Parent)
 			code, err := rootless.Run(o)
 			return withExitCode(code, err)
 		},
@@ -75,6 +76,7 @@ ended it.`,
 	f.StringArrayVar(&o.CapDrop, "cap-drop", nil, "drop a capability (or ALL)")
 	f.StringArrayVar(&securityOpts, "security-opt", nil, "seccomp=unconfined turns the default seccomp filter off")
 	f.StringVar(&entrypoint, "entrypoint", "", "override the image's entrypoint")
+	addLimitFlags(f, &o.Limits, &o.Cgroups)
 	rootCmd.AddCommand(cmd)
 }
 
