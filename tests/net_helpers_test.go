@@ -30,10 +30,12 @@ var netDrivers = []struct{ name, bin, pkg string }{
 const (
 	testDNSName = "strata-net-test.example."
 	testDNSAddr = "192.0.2.77"
-	// testDNSIP is the loopback address the test's DNS server answers on,
-	// like systemd-resolved's stub.
-	testDNSIP = "127.0.0.53"
 )
+
+// testDNSIP is the loopback address the test's DNS server answers on:
+// systemd-resolved's stub address where that is free, another one where
+// resolved holds it.
+var testDNSIP = "127.0.0.53"
 
 // newNetEnv is a run env whose rootfs has what the network tests use: a
 // CGI that prints the peer's address, the UDP echo server, and an
@@ -134,9 +136,16 @@ func runCmd(t *testing.T, cmd *exec.Cmd) result {
 // and NXDOMAIN for anything else.
 func startDNS(t *testing.T) {
 	t.Helper()
-	pc, err := net.ListenPacket("udp", testDNSIP+":53")
+	var pc net.PacketConn
+	var err error
+	for _, ip := range []string{"127.0.0.53", "127.53.0.1"} {
+		if pc, err = net.ListenPacket("udp", ip+":53"); err == nil {
+			testDNSIP = ip
+			break
+		}
+	}
 	if err != nil {
-		harness.Skip(t, "a free "+testDNSIP+":53 for the test's DNS server: "+err.Error())
+		harness.Skip(t, "a free loopback port 53 for the test's DNS server: "+err.Error())
 	}
 	t.Cleanup(func() { pc.Close() })
 	go func() {
