@@ -254,9 +254,16 @@ func TestNetKill9(t *testing.T) {
 }
 
 // TestNetDefault: with no --net the container gets a user-mode network
-// (the fastest driver installed), and --net=none keeps only loopback.
+// (the fastest driver installed), and --net=none keeps only loopback; the
+// default image resolves names (host.containers.internal) with its wget.
 func TestNetDefault(t *testing.T) {
 	e := newNetEnv(t)
+	hostPort := startHostHTTP(t)
+	e.ok("image", "build-default")
+	if out := e.ok("run", "--rm", "--net", "builtin:allow_host_loopback=true", "strata/busybox",
+		"sh", "-c", fmt.Sprintf("wget -qO- http://host.containers.internal:%d/; exit $?", hostPort)); out != "hello from the host\n" {
+		t.Errorf("default image, wget host.containers.internal: %q", out)
+	}
 	if out := e.ok("run", "--rm", "--rootfs", e.rootfs, "--", "sh", "-c", "ip route | grep -c ^default; ls /sys/class/net | grep -vc '^lo$'"); out != "1\n1\n" {
 		t.Errorf("default network: %q, want a default route and one interface besides lo", out)
 	}
