@@ -384,3 +384,18 @@ func haveTool(name string) bool {
 	}
 	return false
 }
+
+// hostHasIPv6Route: a default IPv6 route not through lo.
+func hostHasIPv6Route() bool {
+	data, err := os.ReadFile("/proc/net/ipv6_route")
+	if err != nil {
+		return false
+	}
+	for _, l := range strings.Split(string(data), "\n") {
+		f := strings.Fields(l)
+		if len(f) >= 10 && f[0] == strings.Repeat("0", 32) && f[1] == "00" && f[9] != "lo" {
+			return true
+		}
+	}
+	return false
+}

@@ -48,6 +48,14 @@ func TestNetDrivers(t *testing.T) {
 					t.Errorf("container output lacks %q:\n%s\nstderr: %s", want, r.stdout, r.stderr)
 				}
 			}
+			// IPv6 where the host routes it, from pasta and slirp4netns
+			// (whose address comes by router advertisement, so poll).
+			if d.name != "builtin" && hostHasIPv6Route() {
+				r := client(d.name, "for i in $(seq 50); do ip -6 addr show scope global | grep -q inet6 && break; sleep 0.1; done; ip -6 addr show scope global | grep -c inet6")
+				if strings.TrimSpace(r.stdout) == "0" || r.stdout == "" {
+					t.Errorf("no global IPv6 address in the container though the host has a default IPv6 route: %q %s", r.stdout, r.stderr)
+				}
+			}
 			if r := client(d.name, "timeout 5 wget -q -O- "+url+"; exit $?"); r.code == 0 || strings.Contains(r.stdout, "hello from the host") {
 				t.Errorf("without allow_host_loopback the host's loopback answered: exit %d %q", r.code, r.stdout)
 			}
