@@ -4,7 +4,6 @@ import (
 	"archive/tar"
 	"fmt"
 	"io"
-	"os"
 	"path/filepath"
 	"time"
 
@@ -12,36 +11,50 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// tarOptions say how a directory becomes a layer tar.
-type tarOptions struct {
-	// overlay: dir is an overlayfs-format upper. 0/0 character devices and
-	// files marked overlay.whiteout become ".wh.NAME"; dirs marked
-	// overlay.opaque=y get a ".wh..wh..opq" entry.
-	overlay bool
-	// rootOwned: files owned by the caller are recorded as owned by root,
-	// as they appear inside a rootless container.
-	rootOwned bool
-	// skip lists layer-relative paths to leave out.
-	skip map[string]bool
+// LayerOptions say how a directory becomes a layer tar.
+type LayerOptions struct {
+	// Overlay: the directory is an overlayfs-format upper. 0/0 character
+	// devices become ".wh.NAME"; dirs marked overlay.opaque=y get a
+	// ".wh..wh..opq" entry (unionfs/ovl decides what counts).
+	Overlay bool
+	// UIDs and GIDs turn the owners on disk into the owners the layer
+	// records: an id inside a range is recorded as Container+(id-Host),
+	// others as they are. They are the runtime's id maps when a rootless
+	// user reads a container's files from the host, so the layer holds the
+	// owners the container saw; nil records owners as they are on disk.
+	UIDs, GIDs []IDRange
+	// Skip lists layer-relative paths to leave out.
+	Skip map[string]bool
 }
 
-// writeLayerTar writes dir as an OCI layer tar to w, in lexical order.
-// Owner, mode and device type come from OverrideStatXattr where present.
+// IDRange maps Size ids from Host on the host to Container on.
+type IDRange struct{ Container, Host, Size int }
+
+func recordedID(ranges []IDRange, id int) int {
+	for _, r := range ranges {
+		if id >= r.Host && id < r.Host+r.Size {
+			return r.Container + id - r.Host
+		}
+	}
+	return id
+}
+
+// WriteLayerTar writes dir as an OCI layer tar to w, in lexical order.
+// Owner, mode and device type come from override_stat where present.
 // dir may be a running container's upper: it is read only through walkTree,
 // so a symlink becomes a symlink entry and is never followed.
-func writeLayerTar(w io.Writer, dir string, o tarOptions) error {
+func WriteLayerTar(w io.Writer, dir string, o LayerOptions) error {
 	tw := tar.NewWriter(w)
 	links := map[[2]uint64]string{}
-	ids := newIDUnmapper()
 	err := walkTree(dir, func(e *walkEntry) (bool, error) {
 		rel, st, p := e.rel, &e.st, filepath.Join(dir, e.rel)
-		if o.skip[rel] {
+		if o.Skip[rel] {
 			return false, nil
 		}
 		if e.openErr != nil {
 			return false, fmt.Errorf("read %s: %w", p, e.openErr)
 		}
-		if o.overlay && ovl.IsWhiteoutDevice(st) {
+		if o.Overlay && ovl.IsWhiteoutDevice(st) {
 			return false, tw.WriteHeader(whiteoutHeader(rel, st))
 		}
 		hdr := &tar.Header{
@@ -52,9 +65,7 @@ func writeLayerTar(w io.Writer, dir string, o tarOptions) error {
 			ModTime: time.Unix(st.Mtim.Unix()).UTC(),
 			Format:  tar.FormatPAX,
 		}
-		if o.rootOwned {
-			hdr.Uid, hdr.Gid = ids.uid(hdr.Uid), ids.gid(hdr.Gid)
-		}
+		hdr.Uid, hdr.Gid = recordedID(o.UIDs, hdr.Uid), recordedID(o.GIDs, hdr.Gid)
 		switch st.Mode & unix.S_IFMT {
 		case unix.S_IFDIR:
 			hdr.Typeflag, hdr.Name = tar.TypeDir, rel+"/"
@@ -106,7 +117,7 @@ func writeLayerTar(w io.Writer, dir string, o tarOptions) error {
 				return false, fmt.Errorf("read %s: %w", p, err)
 			}
 		}
-		if hdr.Typeflag == tar.TypeDir && o.overlay && isOpaque(e.fd) {
+		if hdr.Typeflag == tar.TypeDir && o.Overlay && isOpaque(e.fd) {
 			opq := &tar.Header{Name: rel + "/" + ovl.OpaqueMarker, Typeflag: tar.TypeReg, ModTime: hdr.ModTime, Format: tar.FormatPAX}
 			if err := tw.WriteHeader(opq); err != nil {
 				return false, fmt.Errorf("tar %s: %w", p, err)
@@ -141,37 +152,4 @@ func isOpaque(fd int) bool {
 		}
 	}
 	return false
-}
-
-// idUnmapper turns host ids into the ids a rootless container sees: the
-// caller is root, and the caller's first /etc/subuid range is 1..count,
-// as the runtime maps them. Root needs no unmapping.
-type idUnmapper struct {
-	euid, egid     int
-	us, uc, gs, gc int
-}
-
-func newIDUnmapper() idUnmapper {
-	m := idUnmapper{euid: os.Geteuid(), egid: os.Getegid(), us: -1, gs: -1}
-	if m.euid != 0 {
-		m.us, m.uc = subIDStart("/etc/subuid", m.euid)
-		m.gs, m.gc = subIDStart("/etc/subgid", m.euid)
-	}
-	return m
-}
-
-func (m idUnmapper) uid(h int) int { return unmapID(h, m.euid, m.us, m.uc) }
-func (m idUnmapper) gid(h int) int { return unmapID(h, m.egid, m.gs, m.gc) }
-
-func unmapID(h, own, start, count int) int {
-	if own == 0 {
-		return h
-	}
-	if h == own {
-		return 0
-	}
-	if start >= 0 && h >= start && h < start+count {
-		return h - start + 1
-	}
-	return h
 }

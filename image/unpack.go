@@ -120,154 +120,194 @@ func (u *unpacker) entry(hdr *tar.Header, tr io.Reader) error {
 	if err != nil {
 		return err
 	}
-	wrap := func(what string, err error) error {
-		if errors.Is(err, unix.ENOSPC) || errors.Is(err, unix.EDQUOT) {
-			return fmt.Errorf("layer entry %q: %s: disk full: %w", hdr.Name, what, err)
-		}
-		return fmt.Errorf("layer entry %q: %s: %w", hdr.Name, what, err)
-	}
+	e := &tarEntry{hdr: hdr, rel: rel, base: base, pfd: pfd, perm: perm, ov: ov}
 
 	switch hdr.Typeflag {
 	case tar.TypeDir:
-		var st unix.Stat_t
-		if err := unix.Fstatat(pfd, base, &st, unix.AT_SYMLINK_NOFOLLOW); err != nil || st.Mode&unix.S_IFMT != unix.S_IFDIR {
-			if err := u.remove(pfd, base, rel); err != nil {
-				return wrap("replace", err)
-			}
-			if err := unix.Mkdirat(pfd, base, 0o700); err != nil {
-				return wrap("mkdir", err)
-			}
-		}
-		ov.Mode |= unix.S_IFDIR
-		fd, err := unix.Openat(pfd, base, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
-		if err != nil {
-			return wrap("open dir", err)
-		}
-		defer unix.Close(fd)
-		if err := unix.Fchmod(fd, diskMode(perm, true)); err != nil {
-			return wrap("chmod", err)
-		}
-		if err := unix.Fsetxattr(fd, ovl.OverrideXattr, []byte(ov.Format()), 0); err != nil {
-			return wrap("set "+ovl.OverrideXattr, err)
-		}
-		u.dirTimes = append(u.dirTimes, dirTime{rel: rel, mtime: hdr.ModTime})
-		return nil
-
+		return u.dirEntry(e)
 	case tar.TypeReg, tar.TypeRegA, tar.TypeGNUSparse, tar.TypeChar, tar.TypeBlock:
-		size := hdr.Size
-		if hdr.Typeflag == tar.TypeChar || hdr.Typeflag == tar.TypeBlock {
-			// Devices become empty files whose xattr says what they are:
-			// mknod is refused to unprivileged users, and a real device
-			// node in a store owned by root is a hazard.
-			size = 0
-			ov.Rdev = unix.Mkdev(uint32(hdr.Devmajor), uint32(hdr.Devminor))
-			if hdr.Typeflag == tar.TypeChar {
-				ov.Mode |= unix.S_IFCHR
-			} else {
-				ov.Mode |= unix.S_IFBLK
-			}
-		} else {
-			ov.Mode |= unix.S_IFREG
-		}
-		if size < 0 || size > u.maxSize-u.written {
-			return fmt.Errorf("layer entry %q: %d bytes exceeds the layer size limit of %d bytes", hdr.Name, hdr.Size, u.maxSize)
-		}
-		// A sparse entry's holes take no disk, so its size says nothing
-		// about the room it needs; a full disk still fails the write.
-		var sfs unix.Statfs_t
-		if err := unix.Fstatfs(u.root, &sfs); err == nil && !isSparse(hdr) && uint64(size) > sfs.Bavail*uint64(sfs.Bsize) {
-			return fmt.Errorf("layer entry %q: needs %d bytes, only %d free in %s", hdr.Name, size, sfs.Bavail*uint64(sfs.Bsize), u.dir)
-		}
-		if err := u.remove(pfd, base, rel); err != nil {
-			return wrap("replace", err)
-		}
-		fd, err := unix.Openat(pfd, base, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o600)
-		if err != nil {
-			return wrap("create", err)
-		}
-		f := os.NewFile(uintptr(fd), filepath.Join(u.dir, rel))
-		defer f.Close()
-		if size > 0 {
-			n, err := u.copySparse(f, tr, size)
-			u.written += n
-			if err != nil {
-				return wrap("write", err)
-			}
-		}
-		if err := f.Chmod(os.FileMode(diskMode(perm, false))); err != nil {
-			return wrap("chmod", err)
-		}
-		if err := unix.Fsetxattr(fd, ovl.OverrideXattr, []byte(ov.Format()), 0); err != nil {
-			return wrap("set "+ovl.OverrideXattr, err)
-		}
-		ts := timespecs(hdr.ModTime)
-		if err := unix.UtimesNanoAt(pfd, base, ts, unix.AT_SYMLINK_NOFOLLOW); err != nil {
-			return wrap("set times", err)
-		}
-		return nil
-
+		return u.fileEntry(e, tr)
 	case tar.TypeSymlink:
-		if err := u.remove(pfd, base, rel); err != nil {
-			return wrap("replace", err)
-		}
-		// The target is data, never followed while unpacking: every later
-		// path walk refuses symlinks.
-		if err := unix.Symlinkat(hdr.Linkname, pfd, base); err != nil {
-			return wrap("symlink", err)
-		}
-		if err := unix.UtimesNanoAt(pfd, base, timespecs(hdr.ModTime), unix.AT_SYMLINK_NOFOLLOW); err != nil {
-			return wrap("set times", err)
-		}
-		return nil
-
+		return u.symlinkEntry(e)
 	case tar.TypeLink:
-		trel, err := cleanRel(hdr.Linkname)
-		if err != nil || trel == "" {
-			return fmt.Errorf("layer entry %q: hard link to %q: target outside the layer", hdr.Name, hdr.Linkname)
-		}
-		tparent, tbase := path.Split(trel)
-		tfd, err := u.openDirNoCreate(strings.TrimSuffix(tparent, "/"), hdr.Name)
-		if errors.Is(err, unix.ENOENT) {
-			return fmt.Errorf("layer entry %q: hard link target %q is not in the layer", hdr.Name, hdr.Linkname)
-		}
-		if err != nil {
-			return err
-		}
-		defer unix.Close(tfd)
-		var tst unix.Stat_t
-		if err := unix.Fstatat(tfd, tbase, &tst, unix.AT_SYMLINK_NOFOLLOW); err != nil {
-			return fmt.Errorf("layer entry %q: hard link target %q is not in the layer: %w", hdr.Name, hdr.Linkname, err)
-		}
-		if tst.Mode&unix.S_IFMT == unix.S_IFDIR {
-			return fmt.Errorf("layer entry %q: hard link target %q is a directory", hdr.Name, hdr.Linkname)
-		}
-		var st unix.Stat_t
-		if unix.Fstatat(pfd, base, &st, unix.AT_SYMLINK_NOFOLLOW) == nil && st.Ino == tst.Ino && st.Dev == tst.Dev {
-			return nil
-		}
-		if err := u.remove(pfd, base, rel); err != nil {
-			return wrap("replace", err)
-		}
-		if err := unix.Linkat(tfd, tbase, pfd, base, 0); err != nil {
-			return wrap("hard link to "+hdr.Linkname, err)
-		}
-		return nil
-
+		return u.hardLinkEntry(e)
 	case tar.TypeFifo:
-		if err := u.remove(pfd, base, rel); err != nil {
-			return wrap("replace", err)
-		}
-		// A fifo is harmless and unprivileged users may make one; its
-		// owner is lost (user xattrs are not allowed on fifos).
-		if err := unix.Mkfifoat(pfd, base, diskMode(perm, false)&0o777); err != nil {
-			return wrap("mkfifo", err)
-		}
-		return nil
-
+		return u.fifoEntry(e)
 	case tar.TypeXGlobalHeader:
 		return nil
 	}
 	return fmt.Errorf("layer entry %q: unsupported tar type %q", hdr.Name, string(hdr.Typeflag))
+}
+
+// tarEntry is one layer entry on its way to disk: its clean path, the
+// held parent dir, and the owner and mode it records.
+type tarEntry struct {
+	hdr       *tar.Header
+	rel, base string
+	pfd       int
+	perm      uint32
+	ov        ovl.Override
+}
+
+// wrap names the entry and what failed; a full disk says so.
+func (e *tarEntry) wrap(what string, err error) error {
+	if errors.Is(err, unix.ENOSPC) || errors.Is(err, unix.EDQUOT) {
+		return fmt.Errorf("layer entry %q: %s: disk full: %w", e.hdr.Name, what, err)
+	}
+	return fmt.Errorf("layer entry %q: %s: %w", e.hdr.Name, what, err)
+}
+
+// dirEntry makes or keeps a directory, with its owner and mode in the
+// override xattr; its time is set once its contents are in (dirTimes).
+func (u *unpacker) dirEntry(e *tarEntry) error {
+	hdr, rel, base, pfd, perm, ov, wrap := e.hdr, e.rel, e.base, e.pfd, e.perm, e.ov, e.wrap
+	var st unix.Stat_t
+	if err := unix.Fstatat(pfd, base, &st, unix.AT_SYMLINK_NOFOLLOW); err != nil || st.Mode&unix.S_IFMT != unix.S_IFDIR {
+		if err := u.remove(pfd, base, rel); err != nil {
+			return wrap("replace", err)
+		}
+		if err := unix.Mkdirat(pfd, base, 0o700); err != nil {
+			return wrap("mkdir", err)
+		}
+	}
+	ov.Mode |= unix.S_IFDIR
+	fd, err := unix.Openat(pfd, base, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return wrap("open dir", err)
+	}
+	defer unix.Close(fd)
+	if err := unix.Fchmod(fd, diskMode(perm, true)); err != nil {
+		return wrap("chmod", err)
+	}
+	if err := unix.Fsetxattr(fd, ovl.OverrideXattr, []byte(ov.Format()), 0); err != nil {
+		return wrap("set "+ovl.OverrideXattr, err)
+	}
+	u.dirTimes = append(u.dirTimes, dirTime{rel: rel, mtime: hdr.ModTime})
+	return nil
+}
+
+// fileEntry writes a regular file (holes kept as holes), or the empty file
+// that stands for a device.
+func (u *unpacker) fileEntry(e *tarEntry, tr io.Reader) error {
+	hdr, rel, base, pfd, perm, ov, wrap := e.hdr, e.rel, e.base, e.pfd, e.perm, e.ov, e.wrap
+	size := hdr.Size
+	if hdr.Typeflag == tar.TypeChar || hdr.Typeflag == tar.TypeBlock {
+		// Devices become empty files whose xattr says what they are:
+		// mknod is refused to unprivileged users, and a real device
+		// node in a store owned by root is a hazard.
+		size = 0
+		ov.Rdev = unix.Mkdev(uint32(hdr.Devmajor), uint32(hdr.Devminor))
+		if hdr.Typeflag == tar.TypeChar {
+			ov.Mode |= unix.S_IFCHR
+		} else {
+			ov.Mode |= unix.S_IFBLK
+		}
+	} else {
+		ov.Mode |= unix.S_IFREG
+	}
+	if size < 0 || size > u.maxSize-u.written {
+		return fmt.Errorf("layer entry %q: %d bytes exceeds the layer size limit of %d bytes", hdr.Name, hdr.Size, u.maxSize)
+	}
+	// A sparse entry's holes take no disk, so its size says nothing
+	// about the room it needs; a full disk still fails the write.
+	var sfs unix.Statfs_t
+	if err := unix.Fstatfs(u.root, &sfs); err == nil && !isSparse(hdr) && uint64(size) > sfs.Bavail*uint64(sfs.Bsize) {
+		return fmt.Errorf("layer entry %q: needs %d bytes, only %d free in %s", hdr.Name, size, sfs.Bavail*uint64(sfs.Bsize), u.dir)
+	}
+	if err := u.remove(pfd, base, rel); err != nil {
+		return wrap("replace", err)
+	}
+	fd, err := unix.Openat(pfd, base, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o600)
+	if err != nil {
+		return wrap("create", err)
+	}
+	f := os.NewFile(uintptr(fd), filepath.Join(u.dir, rel))
+	defer f.Close()
+	if size > 0 {
+		n, err := u.copySparse(f, tr, size)
+		u.written += n
+		if err != nil {
+			return wrap("write", err)
+		}
+	}
+	if err := f.Chmod(os.FileMode(diskMode(perm, false))); err != nil {
+		return wrap("chmod", err)
+	}
+	if err := unix.Fsetxattr(fd, ovl.OverrideXattr, []byte(ov.Format()), 0); err != nil {
+		return wrap("set "+ovl.OverrideXattr, err)
+	}
+	ts := timespecs(hdr.ModTime)
+	if err := unix.UtimesNanoAt(pfd, base, ts, unix.AT_SYMLINK_NOFOLLOW); err != nil {
+		return wrap("set times", err)
+	}
+	return nil
+}
+
+// symlinkEntry makes a symlink; its target is data, never followed.
+func (u *unpacker) symlinkEntry(e *tarEntry) error {
+	hdr, rel, base, pfd, wrap := e.hdr, e.rel, e.base, e.pfd, e.wrap
+	if err := u.remove(pfd, base, rel); err != nil {
+		return wrap("replace", err)
+	}
+	// The target is data, never followed while unpacking: every later
+	// path walk refuses symlinks.
+	if err := unix.Symlinkat(hdr.Linkname, pfd, base); err != nil {
+		return wrap("symlink", err)
+	}
+	if err := unix.UtimesNanoAt(pfd, base, timespecs(hdr.ModTime), unix.AT_SYMLINK_NOFOLLOW); err != nil {
+		return wrap("set times", err)
+	}
+	return nil
+}
+
+// hardLinkEntry links a name to an earlier entry of the same layer.
+func (u *unpacker) hardLinkEntry(e *tarEntry) error {
+	hdr, rel, base, pfd, wrap := e.hdr, e.rel, e.base, e.pfd, e.wrap
+	trel, err := cleanRel(hdr.Linkname)
+	if err != nil || trel == "" {
+		return fmt.Errorf("layer entry %q: hard link to %q: target outside the layer", hdr.Name, hdr.Linkname)
+	}
+	tparent, tbase := path.Split(trel)
+	tfd, err := u.openDirNoCreate(strings.TrimSuffix(tparent, "/"), hdr.Name)
+	if errors.Is(err, unix.ENOENT) {
+		return fmt.Errorf("layer entry %q: hard link target %q is not in the layer", hdr.Name, hdr.Linkname)
+	}
+	if err != nil {
+		return err
+	}
+	defer unix.Close(tfd)
+	var tst unix.Stat_t
+	if err := unix.Fstatat(tfd, tbase, &tst, unix.AT_SYMLINK_NOFOLLOW); err != nil {
+		return fmt.Errorf("layer entry %q: hard link target %q is not in the layer: %w", hdr.Name, hdr.Linkname, err)
+	}
+	if tst.Mode&unix.S_IFMT == unix.S_IFDIR {
+		return fmt.Errorf("layer entry %q: hard link target %q is a directory", hdr.Name, hdr.Linkname)
+	}
+	var st unix.Stat_t
+	if unix.Fstatat(pfd, base, &st, unix.AT_SYMLINK_NOFOLLOW) == nil && st.Ino == tst.Ino && st.Dev == tst.Dev {
+		return nil
+	}
+	if err := u.remove(pfd, base, rel); err != nil {
+		return wrap("replace", err)
+	}
+	if err := unix.Linkat(tfd, tbase, pfd, base, 0); err != nil {
+		return wrap("hard link to "+hdr.Linkname, err)
+	}
+	return nil
+}
+
+// fifoEntry makes a fifo.
+func (u *unpacker) fifoEntry(e *tarEntry) error {
+	rel, base, pfd, perm, wrap := e.rel, e.base, e.pfd, e.perm, e.wrap
+	if err := u.remove(pfd, base, rel); err != nil {
+		return wrap("replace", err)
+	}
+	// A fifo is harmless and unprivileged users may make one; its
+	// owner is lost (user xattrs are not allowed on fifos).
+	if err := unix.Mkfifoat(pfd, base, diskMode(perm, false)&0o777); err != nil {
+		return wrap("mkfifo", err)
+	}
+	return nil
 }
 
 // isSparse: archive/tar keeps the GNU sparse type of the old format, and

@@ -32,23 +32,21 @@ func hostVictim(t *testing.T, sandbox string) string {
 
 // handContainer makes a container dir in s whose image is a one-layer
 // base built from entries; it returns the container dir and its upper.
-func handContainer(t *testing.T, s *Store, entries ...entry) (string, string) {
+func handContainer(t *testing.T, s *Store, entries ...entry) (*Image, string) {
 	t.Helper()
 	base := filepath.Join(t.TempDir(), "base.tar")
 	if err := os.WriteFile(base, mkTar(t, append([]entry{dir("etc/", 0o755, 0, 0)}, entries...)...), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := s.Import(base, "base"); err != nil {
+	img, err := s.Import(base, "base", LayerOptions{})
+	if err != nil {
 		t.Fatal(err)
 	}
-	cdir := filepath.Join(s.Root(), "containers", "c1")
-	up := filepath.Join(cdir, "upper")
+	up := filepath.Join(s.Root(), "containers", "c1", "upper")
 	if err := os.MkdirAll(up, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	os.WriteFile(filepath.Join(cdir, "image"), []byte("localhost/base:latest\n"), 0o644)
-	os.WriteFile(filepath.Join(cdir, "config.json"), []byte(`{"id":"c1","name":"c1"}`), 0o644)
-	return cdir, up
+	return img, up
 }
 
 // layerEntries reads a layer tar: name -> typeflag and link, and whether
@@ -120,7 +118,7 @@ func TestCommitSymlinksToHost(t *testing.T) {
 				}
 				lower = append(lower, e)
 			}
-			cdir, up := handContainer(t, s, lower...)
+			base, up := handContainer(t, s, lower...)
 			want := map[string]string{}
 			if c.link != "" {
 				target := c.target(up, victim)
@@ -140,19 +138,13 @@ func TestCommitSymlinksToHost(t *testing.T) {
 				want["lib/id_rsa"] = "0 "
 			}
 
-			// Both ways the upper becomes a tar: in process (root, or no
-			// subordinate ids) and the user-namespace child's entry point.
+			// The runtime's commit writes the tar this way, from the host
+			// or from its user namespace alike.
 			var buf bytes.Buffer
-			if err := writeLayerTar(&buf, up, tarOptions{overlay: true, rootOwned: true}); err != nil {
+			if err := WriteLayerTar(&buf, up, LayerOptions{Overlay: true}); err != nil {
 				t.Fatal(err)
 			}
-			out := filepath.Join(sandbox, "child.tar")
-			os.WriteFile(out, nil, 0o600)
-			if err := TarUpperChild([]string{up, out}); err != nil {
-				t.Fatal(err)
-			}
-			child, _ := os.ReadFile(out)
-			for how, data := range map[string][]byte{"writeLayerTar": buf.Bytes(), "TarUpperChild": child} {
+			for how, data := range map[string][]byte{"WriteLayerTar": buf.Bytes()} {
 				got, leaked := layerEntries(t, data)
 				if leaked {
 					t.Errorf("%s: the host secret is in the layer", how)
@@ -169,7 +161,7 @@ func TestCommitSymlinksToHost(t *testing.T) {
 				}
 			}
 
-			changes, err := s.Diff(cdir)
+			changes, err := DiffDir(up, base, nil)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -185,7 +177,7 @@ func TestCommitSymlinksToHost(t *testing.T) {
 }
 
 // TestWalkRace: while a goroutine keeps exchanging a dir of the upper
-// with a symlink to the host secret's dir, writeLayerTar and Diff run
+// with a symlink to the host secret's dir, WriteLayerTar and DiffDir run
 // again and again; neither may ever read the secret, nor fail.
 func TestWalkRace(t *testing.T) {
 	sandbox := t.TempDir()
@@ -194,7 +186,7 @@ func TestWalkRace(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cdir, up := handContainer(t, s)
+	base, up := handContainer(t, s)
 	race := filepath.Join(up, "race")
 	os.MkdirAll(filepath.Join(race, "d"), 0o755)
 	os.WriteFile(filepath.Join(race, "d", "id_rsa"), []byte("decoy\n"), 0o600)
@@ -225,15 +217,15 @@ func TestWalkRace(t *testing.T) {
 	for ; time.Since(start) < time.Second; n++ {
 		// A failed walk is a bug too, but keep going: a leak is worse.
 		var buf bytes.Buffer
-		if err := writeLayerTar(&buf, up, tarOptions{overlay: true}); err != nil {
+		if err := WriteLayerTar(&buf, up, LayerOptions{Overlay: true}); err != nil {
 			if failures++; failures == 1 {
-				t.Errorf("writeLayerTar %d: %v", n, err)
+				t.Errorf("WriteLayerTar %d: %v", n, err)
 			}
 		}
 		if bytes.Contains(buf.Bytes(), []byte(hostSecret)) {
-			t.Fatalf("writeLayerTar %d (after %v): the host secret is in the layer", n, time.Since(start))
+			t.Fatalf("WriteLayerTar %d (after %v): the host secret is in the layer", n, time.Since(start))
 		}
-		if _, err := s.Diff(cdir); err != nil {
+		if _, err := DiffDir(up, base, nil); err != nil {
 			if failures++; failures == 1 {
 				t.Errorf("Diff %d: %v", n, err)
 			}

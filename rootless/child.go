@@ -1,15 +1,14 @@
 package rootless
 
 import (
-	"errors"
 	"fmt"
 	"os"
 	"os/exec"
-	"os/signal"
 	"runtime"
 	"syscall"
 	"time"
 
+	"github.com/strata-run/strata/netns"
 	"github.com/strata-run/strata/unionfs"
 	"golang.org/x/sys/unix"
 )
@@ -48,6 +47,13 @@ func runChild(spec *Spec) (int, error) {
 		if err := loopbackUp(); err != nil {
 			return 125, err
 		}
+	}
+	if len(spec.Net) > 0 {
+		stop, err := netns.Child(spec.Net)
+		if err != nil {
+			return 125, err
+		}
+		defer stop()
 	}
 	srv, err := mountRootfs(spec)
 	if err != nil {
@@ -120,9 +126,8 @@ func runInit(spec *Spec) (int, error) {
 	if err := closeOnExecAbove(2); err != nil {
 		return 125, err
 	}
-	sigs := make(chan os.Signal, 16)
-	signal.Notify(sigs, forwarded...)
-	defer signal.Stop(sigs)
+	relay := catchForwarded()
+	defer relay.stop()
 	err = cmd.Start()
 	if spec.TTY {
 		cmd.ExtraFiles[2].Close()
@@ -133,6 +138,9 @@ func runInit(spec *Spec) (int, error) {
 		return 125, fmt.Errorf("start container init: %w", err)
 	}
 	specR.Close()
+	if spec.ServerCgroup != "" {
+		leaveCgroup(spec.ServerCgroup)
+	}
 	// Only init reports from here on; the parent's EOF on the error pipe
 	// then means the command is running.
 	closeErrPipe()
@@ -141,22 +149,6 @@ func runInit(spec *Spec) (int, error) {
 		cmd.Wait()
 		return 125, err
 	}
-	go func() {
-		for s := range sigs {
-			cmd.Process.Signal(s)
-		}
-	}()
-	werr := cmd.Wait()
-	if werr == nil {
-		return 0, nil
-	}
-	var ee *exec.ExitError
-	if !errors.As(werr, &ee) {
-		return 125, fmt.Errorf("wait for container init: %w", werr)
-	}
-	ws := ee.Sys().(syscall.WaitStatus)
-	if ws.Signaled() {
-		return 128 + int(ws.Signal()), nil
-	}
-	return ws.ExitStatus(), nil
+	relay.to(cmd.Process)
+	return waitCode(cmd.Wait(), "container init")
 }

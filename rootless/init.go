@@ -48,6 +48,11 @@ func initContainer(spec *Spec) error {
 	if err := mountSpecial(spec.Rootfs, spec.NetNS); err != nil {
 		return err
 	}
+	if spec.Cgroup {
+		if err := mountCgroup(spec.Rootfs); err != nil {
+			return err
+		}
+	}
 	if err := unix.Sethostname([]byte(spec.Hostname)); err != nil {
 		return fmt.Errorf("set hostname %q: %w", spec.Hostname, err)
 	}
@@ -306,10 +311,7 @@ func reaper(spec *Spec, path string, env []string, u execUser, setgroupsOK bool)
 				// The error pipe is closed by now, so this only sets
 				// PID 1's exit status; the namespace's other processes
 				// die with it.
-				code := ws.ExitStatus()
-				if ws.Signaled() {
-					code = 128 + int(ws.Signal())
-				}
+				code := exitStatus(syscall.WaitStatus(ws))
 				return &ExitError{Code: code, Err: fmt.Errorf("command exited with status %d", code)}
 			}
 		}

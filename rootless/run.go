@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"os/exec"
 	"os/signal"
 	"path/filepath"
 	"runtime"
@@ -35,7 +34,9 @@ type Options struct {
 	WorkingDir string
 	User       string
 	Volumes    []string // host:ctr[:ro]
-	Net        string   // "none" (default) or "host"
+	Net        string   // "" (the fastest user-mode driver), none, host, pasta, slirp4netns or builtin[:opts]
+	Publish    []string // -p [hostIP:]hostPort:containerPort[/proto]
+	PublishAll bool     // -P: publish the image's exposed ports
 	UserNS     string   // "" or "keep-id"
 	CapAdd     []string
 	CapDrop    []string
@@ -46,6 +47,9 @@ type Options struct {
 	Remove     bool
 	ReadOnly   bool
 
+	Limits  Limits       // resource limits (cgroup v2), podman's flags
+	Cgroups CgroupConfig // how to find a delegated cgroup
+
 	// Warn receives one-line warnings (no subordinate ids, no cgroup v2).
 	Warn func(string)
 }
@@ -54,52 +58,95 @@ type Options struct {
 // status. A non-nil error is strata's own failure (an *ExitError carries
 // 125, 126 or 127); nothing of the container is left behind then.
 func Run(o Options) (int, error) {
-	if o.Warn == nil {
-		o.Warn = func(string) {}
-	}
 	if err := CleanStale(o.Root); err != nil {
 		return 125, err
 	}
-	net, err := NetworkFor(o.Net)
+	p, err := PlanRun(o)
 	if err != nil {
-		return 125, err
+		return exitCodeOf(err), err
+	}
+	if o.Warn != nil {
+		for _, w := range p.Warnings {
+			o.Warn(w)
+		}
+	}
+	return p.Execute()
+}
+
+// RunPlan is a `strata run` that passed validation: every decision is
+// made and nothing is created yet, so a test can read it without running
+// anything. Execute carries it out.
+type RunPlan struct {
+	opts Options
+	ids  idPlan
+	net  Network
+	cg   cgroupPlan
+	// spec is the container's spec but for what only creating the
+	// container decides: its id, its directories and its hostname.
+	spec Spec
+	// Warnings are one-line notes for the user (no subordinate ids, no
+	// cgroup v2), to show before the container starts.
+	Warnings []string
+}
+
+// Spec is the planned spec (without id, directories and hostname).
+func (p *RunPlan) Spec() Spec { return p.spec }
+
+// PlanRun validates o and decides the container's spec. It reads the host
+// (subordinate ids, /dev/fuse, the store) but changes nothing.
+func PlanRun(o Options) (*RunPlan, error) {
+	fail := func(err error) (*RunPlan, error) {
+		var ee *ExitError
+		if errors.As(err, &ee) {
+			return nil, err
+		}
+		return nil, &ExitError{Code: 125, Err: err}
+	}
+	var exposed, netWarnings []string
+	if o.PublishAll {
+		exposed = o.Config.ExposedPorts
+	}
+	net, err := NetworkFor(o.Net, o.Publish, exposed, func(w string) { netWarnings = append(netWarnings, w) })
+	if err != nil {
+		return fail(err)
 	}
 	mounts, err := ParseVolumes(o.Volumes)
 	if err != nil {
-		return 125, err
+		return fail(err)
 	}
 	caps, err := CapSet(o.CapAdd, o.CapDrop)
 	if err != nil {
-		return 125, err
+		return fail(err)
 	}
 	if o.User != "" {
 		if err := checkUserSpec(o.User); err != nil {
-			return 125, err
+			return fail(err)
 		}
 	}
 	env, err := buildEnv(o)
 	if err != nil {
-		return 125, err
+		return fail(err)
 	}
 	args := CommandLine(o.Config, o.Entrypoint, o.Args)
 	if len(args) == 0 {
-		return 125, fmt.Errorf("no command: the image has no Entrypoint or Cmd; give one after the image")
+		return fail(fmt.Errorf("no command: the image has no Entrypoint or Cmd; give one after the image"))
 	}
 	for _, l := range o.Layers {
 		if fi, err := os.Stat(l); err != nil || !fi.IsDir() {
-			return 125, fmt.Errorf("layer %s: not a directory", l)
+			return fail(fmt.Errorf("layer %s: not a directory", l))
 		}
 	}
 	if err := checkFuse(); err != nil {
-		return 125, err
+		return fail(err)
 	}
 	if o.UserNS != "" && o.UserNS != "keep-id" {
-		return 125, fmt.Errorf("--userns %q: want keep-id (or leave it unset)", o.UserNS)
+		return fail(fmt.Errorf("--userns %q: want keep-id (or leave it unset)", o.UserNS))
 	}
-	plan, err := planIDs(o.UserNS == "keep-id")
+	ids, err := planIDs(o.UserNS == "keep-id")
 	if err != nil {
-		return 125, err
+		return fail(err)
 	}
+	p := &RunPlan{opts: o, ids: ids, net: net, Warnings: netWarnings}
 	user := o.User
 	if user == "" {
 		user = o.Config.User
@@ -107,14 +154,19 @@ func Run(o Options) (int, error) {
 	if o.UserNS == "keep-id" && user == "" && os.Getuid() != 0 {
 		user = strconv.Itoa(os.Getuid()) + ":" + strconv.Itoa(os.Getgid())
 	}
-	if plan.warning != "" {
-		o.Warn(plan.warning)
+	if ids.warning != "" {
+		p.Warnings = append(p.Warnings, ids.warning)
 	}
-	// Created before the container so the warning comes with validation.
-	cg, w := CgroupFor()
+	// A host that cannot give the limits fails the run here, before
+	// anything exists.
+	cg, w, err := planCgroup(o.Limits, o.Cgroups)
+	if err != nil {
+		return fail(err)
+	}
 	if w != "" {
-		o.Warn(w)
+		p.Warnings = append(p.Warnings, w)
 	}
+	p.cg = cg
 	wd := o.WorkingDir
 	if wd == "" {
 		wd = o.Config.WorkingDir
@@ -123,68 +175,85 @@ func Run(o Options) (int, error) {
 		wd = "/"
 	}
 	if !filepath.IsAbs(wd) {
-		return 125, fmt.Errorf("working directory %q: must be an absolute path", wd)
+		return fail(fmt.Errorf("working directory %q: must be an absolute path", wd))
 	}
 	if err := checkNameFree(o.Root, o.Name); err != nil {
-		return 125, err
+		return fail(err)
 	}
+	p.spec = Spec{
+		Mode:       modeRun,
+		ReadOnly:   o.ReadOnly,
+		NetNS:      net.NewNetNS(),
+		Mounts:     mounts,
+		Args:       args,
+		Env:        env,
+		WorkingDir: wd,
+		User:       user,
+		Caps:       caps,
+		Seccomp:    o.Seccomp,
+		Init:       o.Init,
+		TTY:        o.TTY,
+		Remove:     o.Remove,
+	}
+	if o.TTY && !hasEnv(p.spec.Env, "TERM") {
+		p.spec.Env = append(p.spec.Env, "TERM=xterm")
+	}
+	return p, nil
+}
 
-	// Past validation: from here on, every failure removes what it made.
-	c, rdir, lock, err := create(o, args)
+// Execute creates the planned container, runs it to completion and
+// returns its exit status; on strata's own failure it removes what it made.
+func (p *RunPlan) Execute() (int, error) {
+	o := p.opts
+	c, rdir, lock, err := create(o, p.spec.Args)
 	if err != nil {
 		return 125, err
 	}
 	defer lock.release()
-	hostname := c.Hostname
 	cleanup := func() {
 		removeTree(c.Dir)
 		os.RemoveAll(rdir)
 	}
-	if err := writeInitLayer(filepath.Join(c.Dir, "init"), hostname, net); err != nil {
+	if err := writeInitLayer(filepath.Join(c.Dir, "init"), c.Hostname, c.Name, p.net); err != nil {
 		cleanup()
 		return 125, err
 	}
-	spec := &Spec{
-		Mode:         modeRun,
-		ID:           c.ID,
-		ContainerDir: c.Dir,
-		Lowers:       append([]string{filepath.Join(c.Dir, "init")}, o.Layers...),
-		Upper:        filepath.Join(c.Dir, "upper"),
-		Work:         filepath.Join(c.Dir, "work"),
-		Rootfs:       filepath.Join(rdir, "rootfs"),
-		ReadOnly:     o.ReadOnly,
-		Hostname:     hostname,
-		NetNS:        net.NewNetNS(),
-		Mounts:       mounts,
-		Args:         args,
-		Env:          append(env, "HOSTNAME="+hostname),
-		WorkingDir:   wd,
-		User:         user,
-		Caps:         caps,
-		Seccomp:      o.Seccomp,
-		Init:         o.Init,
-		TTY:          o.TTY,
-		Remove:       o.Remove,
+	cg, err := p.cg.create(c.ID, rdir)
+	if err != nil {
+		cleanup()
+		return 125, err
 	}
-	if o.TTY && !hasEnv(spec.Env, "TERM") {
-		spec.Env = append(spec.Env, "TERM=xterm")
-	}
+	spec := p.spec
+	spec.ID = c.ID
+	spec.ContainerDir = c.Dir
+	spec.Lowers = append([]string{filepath.Join(c.Dir, "init")}, o.Layers...)
+	spec.Upper = filepath.Join(c.Dir, "upper")
+	spec.Work = filepath.Join(c.Dir, "work")
+	spec.Rootfs = filepath.Join(rdir, "rootfs")
+	spec.Hostname = c.Hostname
+	spec.Env = append(append([]string{}, spec.Env...), "HOSTNAME="+c.Hostname)
 
-	code, started, err := supervise(o, plan, spec, net, cg)
-	if err != nil || !started {
+	code, started, err := supervise(o, p.ids, &spec, p.net, cg, rdir)
+	cg.Close() // supervise closed it unless the child never started
+	if n := cg.OOMKills(); n > 0 && o.Warn != nil {
+		o.Warn(oomMessage(code, n, o.Limits))
+	}
+	if !started {
 		cleanup()
 		if err == nil {
 			err = exitErr(125, "container did not start")
 		}
 		return exitCodeOf(err), err
 	}
+	// A container that ran may still end in strata's error: its network
+	// died under it.
 	if !o.Remove {
 		writeJSON(filepath.Join(c.Dir, "state.json"), State{Status: "exited", ExitCode: code, Finished: time.Now()})
 	} else {
 		removeTree(c.Dir) // the child removed it already, unless it was killed
 	}
 	os.RemoveAll(rdir)
-	return code, nil
+	return code, err
 }
 
 // CommandLine composes argv as Docker does: Entrypoint followed by Cmd;
@@ -201,14 +270,6 @@ func CommandLine(cfg ImageConfig, entrypoint *[]string, args []string) []string 
 		cmd = args
 	}
 	return append(argv, cmd...)
-}
-
-func exitCodeOf(err error) int {
-	var ee *ExitError
-	if errors.As(err, &ee) {
-		return ee.Code
-	}
-	return 125
 }
 
 func hasEnv(env []string, key string) bool {
@@ -309,15 +370,9 @@ func create(o Options, args []string) (Container, string, *runLock, error) {
 	return c, rdir, lock, nil
 }
 
-// forwarded are the signals strata passes on to the container. SIGKILL and
-// SIGSTOP cannot be caught; a SIGKILL of strata still ends the container,
-// through Pdeathsig.
-var forwarded = []os.Signal{syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP, syscall.SIGQUIT,
-	syscall.SIGUSR1, syscall.SIGUSR2, syscall.SIGCONT, syscall.SIGALRM}
-
 // supervise starts the child, relays terminal I/O and signals, and waits.
 // started is false when setup failed before the command ran.
-func supervise(o Options, plan idPlan, spec *Spec, net Network, cg Cgroup) (code int, started bool, err error) {
+func supervise(o Options, plan idPlan, spec *Spec, net Network, cg Cgroup, rdir string) (code int, started bool, err error) {
 	// Pdeathsig fires when the forking thread exits, not the process: keep
 	// this goroutine on one thread for good.
 	runtime.LockOSThread()
@@ -349,9 +404,8 @@ func supervise(o Options, plan idPlan, spec *Spec, net Network, cg Cgroup) (code
 	if err != nil {
 		return 125, false, err
 	}
-	sigs := make(chan os.Signal, 16)
-	signal.Notify(sigs, forwarded...)
-	defer signal.Stop(sigs)
+	relay := catchForwarded()
+	defer relay.stop()
 
 	extra := []*os.File{errW}
 	if consoleChild != nil {
@@ -361,8 +415,15 @@ func supervise(o Options, plan idPlan, spec *Spec, net Network, cg Cgroup) (code
 		if err := cg.Join(pid); err != nil {
 			return err
 		}
-		return net.Attach(pid)
+		// The spec is sent after prepare: the cgroup, and what the
+		// network driver needs done inside the namespace, go with it.
+		spec.Cgroup, spec.ServerCgroup = cg.Path() != "", cg.Outside()
+		data, err := net.Attach(pid, rdir)
+		spec.Net = data
+		return err
 	}
+	// Before the child starts: a failed Attach may have started a helper.
+	defer net.Close()
 	cmd, err := startChild(plan, spec, spec.NetNS, stdio, prepare, extra...)
 	errW.Close()
 	if consoleChild != nil {
@@ -372,8 +433,25 @@ func supervise(o Options, plan idPlan, spec *Spec, net Network, cg Cgroup) (code
 		errR.Close()
 		return 125, false, err
 	}
-	defer net.Close()
 	defer cg.Close()
+	// A network that dies under the container ends it, with the reason.
+	exited := make(chan struct{})
+	defer close(exited)
+	var netErr error
+	netDead := make(chan struct{})
+	go func() {
+		select {
+		case err := <-net.Failed():
+			// A helper also ends when the namespace goes, i.e. after the
+			// child: that is no failure.
+			if running(cmd.Process.Pid) {
+				netErr = err
+				cmd.Process.Kill()
+				close(netDead)
+			}
+		case <-exited:
+		}
+	}()
 
 	var ptmx *os.File
 	if consoleParent != nil {
@@ -410,11 +488,7 @@ func supervise(o Options, plan idPlan, spec *Spec, net Network, cg Cgroup) (code
 	} else {
 		close(outDone)
 	}
-	go func() {
-		for s := range sigs {
-			cmd.Process.Signal(s)
-		}
-	}()
+	relay.to(cmd.Process)
 
 	setupErr := readSetupError(errR)
 	werr := cmd.Wait()
@@ -426,23 +500,16 @@ func supervise(o Options, plan idPlan, spec *Spec, net Network, cg Cgroup) (code
 		case <-time.After(2 * time.Second):
 		}
 	}
+	select {
+	case <-netDead:
+		return 125, setupErr == nil, exitErr(125, "container ended: its network died: %w", netErr)
+	default:
+	}
 	if setupErr != nil {
 		return setupErr.Code, false, &ExitError{Code: setupErr.Code, Err: errors.New(setupErr.Msg)}
 	}
-	code = 0
-	if werr != nil {
-		var ee *exec.ExitError
-		if !errors.As(werr, &ee) {
-			return 125, false, fmt.Errorf("wait for container: %w", werr)
-		}
-		ws := ee.Sys().(syscall.WaitStatus)
-		if ws.Signaled() {
-			code = 128 + int(ws.Signal())
-		} else {
-			code = ws.ExitStatus()
-		}
-	}
-	return code, true, nil
+	code, err = waitCode(werr, "container")
+	return code, err == nil, err
 }
 
 // readSetupError reads the error pipe to EOF: nothing means every re-exec

@@ -104,7 +104,7 @@ func newUnionFS(opts Options) (*unionFS, error) {
 	case OpensZero:
 		u.zeroOpen = true
 	case OpensAuto:
-		u.zeroOpen = !(opts.Speed.Passthrough && u.asRoot && initialUserNS())
+		u.zeroOpen = !(opts.Speed.Passthrough && u.asRoot && inInitialUserNS())
 	}
 	if opts.Upper != "" {
 		l, err := openLayer(opts.Upper, true)
@@ -263,15 +263,11 @@ func clearDir(dir int) syscall.Errno {
 	return errno
 }
 
-// initialUserNS reports whether this process runs in the initial user
-// namespace, the only one where the kernel allows FUSE passthrough.
-func initialUserNS() bool {
+// inInitialUserNS reports whether this process is in the host's user
+// namespace, where root's mount flags mean what they say.
+func inInitialUserNS() bool {
 	data, err := os.ReadFile("/proc/self/uid_map")
-	if err != nil {
-		return false
-	}
-	f := strings.Fields(string(data))
-	return len(f) == 3 && f[0] == "0" && f[1] == "0" && f[2] == "4294967295"
+	return err == nil && strings.Join(strings.Fields(string(data)), " ") == "0 0 4294967295"
 }
 
 // manyIDsMapped reports whether this user namespace maps more than one uid,
@@ -401,6 +397,11 @@ func (u *unionFS) mount(mnt string) (*fuse.Server, error) {
 		// A root-run union serves every user, as a kernel overlay would;
 		// permissions are the kernel's (default_permissions).
 		mo.AllowOther = true
+		if inInitialUserNS() {
+			// go-fuse turns these into mount(2) flags over its default
+			// MS_NOSUID|MS_NODEV.
+			mo.Options = append(mo.Options, u.opts.MountFlags...)
+		}
 	}
 	// No global entry or attribute timeouts: each reply sets its own
 	// (see setTimeouts), and some must be exactly 0, which go-fuse would

@@ -4,18 +4,16 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
-	"path/filepath"
 	"syscall"
 
-	"github.com/strata-run/strata/image"
 	"github.com/strata-run/strata/rootless"
 
 	"github.com/spf13/cobra"
 )
 
 func init() {
-	registerReexec(image.EnvTarUpper, func() {
-		if err := image.TarUpperChild(os.Args[1:]); err != nil {
+	registerReexec(rootless.EnvTarUpper, func() {
+		if err := rootless.TarUpperChild(os.Args[1:]); err != nil {
 			fmt.Fprintln(os.Stderr, "strata:", err)
 			os.Exit(1)
 		}
@@ -35,48 +33,20 @@ default): its processes get SIGSTOP before the layer is read and SIGCONT
 after, also when the commit fails or is interrupted. --pause=false reads
 the layer of a running container as it is at that moment.`,
 		Args: cobra.ExactArgs(2),
-		RunE: func(cmd *cobra.Command, args []string) (err error) {
+		RunE: func(cmd *cobra.Command, args []string) error {
 			store, err := openImageStore()
 			if err != nil {
 				return err
 			}
-			dir, err := store.FindContainer(args[0])
+			// A commit ended by ^C or a TERM must not leave the container
+			// stopped: the context tells Commit to resume it.
+			ctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
+			defer stop()
+			img, err := rootless.Commit(ctx, store, storeRoot(), args[0], args[1], pause)
 			if err != nil {
 				return err
 			}
-			if pause {
-				// A commit ended by ^C or a TERM must not leave the
-				// container stopped: listen before pausing.
-				sigs := make(chan os.Signal, 1)
-				signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
-				defer signal.Stop(sigs)
-				resume, perr := rootless.Pause(filepath.Base(dir))
-				if perr != nil {
-					return perr
-				}
-				done := make(chan struct{})
-				defer close(done)
-				defer func() {
-					if rerr := resume(); rerr != nil && err == nil {
-						err = rerr
-					}
-				}()
-				go func() {
-					select {
-					case s := <-sigs:
-						if rerr := resume(); rerr != nil {
-							fmt.Fprintln(os.Stderr, "strata:", rerr)
-						}
-						os.Exit(128 + int(s.(syscall.Signal)))
-					case <-done:
-					}
-				}()
-			}
-			img, err := store.Commit(dir, args[1])
-			if err != nil {
-				return err
-			}
-			fmt.Println(img.ID)
+			fmt.Fprintln(cmd.OutOrStdout(), img.ID)
 			return nil
 		},
 	}
