@@ -107,6 +107,8 @@ func fmtCount(x float64) string {
 		return fmt.Sprintf("%.0fk", x/1e3)
 	case x >= 1e3:
 		return fmt.Sprintf("%.1fk", x/1e3)
+	case x != float64(int64(x)):
+		return fmt.Sprintf("%.1f", x) // a median between two runs
 	default:
 		return fmt.Sprintf("%.0f", x)
 	}
