@@ -8,6 +8,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/strata-run/strata/unionfs/mounts"
 )
 
 // Ownership says where file owners and modes live.
@@ -224,7 +226,7 @@ func (o *Options) Validate() error {
 	if within(o.Work, o.Upper) || within(o.Upper, o.Work) {
 		return fmt.Errorf("workdir %s: must not overlap upperdir %s", o.Work, o.Upper)
 	}
-	if devOf(o.Work) != devOf(o.Upper) {
+	if mounts.Dev(o.Work) != mounts.Dev(o.Upper) {
 		return fmt.Errorf("workdir %s: must be on the same filesystem as upperdir %s", o.Work, o.Upper)
 	}
 	return nil

@@ -13,6 +13,7 @@ import (
 
 	"github.com/spf13/cobra"
 	"github.com/strata-run/strata/unionfs"
+	"github.com/strata-run/strata/unionfs/mounts"
 )
 
 // readyFdEnv names the fd on which a background mount reports that it is
@@ -111,9 +112,9 @@ func runMount(cmd *cobra.Command, f mountFlags, mnt string) error {
 		for range sig {
 			// A busy mount cannot go at once: detach it, and serve the
 			// files still open until they close; Wait returns then.
-			if err := unmount(srv.Mountpoint(), false); err != nil {
+			if err := mounts.Unmount(srv.Mountpoint(), false); err != nil {
 				slog.Warn("mount busy, detaching it", "mountpoint", srv.Mountpoint(), "err", err)
-				if err := unmount(srv.Mountpoint(), true); err != nil {
+				if err := mounts.Unmount(srv.Mountpoint(), true); err != nil {
 					slog.Error("detach failed", "mountpoint", srv.Mountpoint(), "err", err)
 				}
 			}
