@@ -4,20 +4,12 @@ import (
 	"fmt"
 	"os"
 
-	"github.com/strata-run/strata/image"
-
 	"github.com/spf13/cobra"
+	"github.com/strata-run/strata/image"
 )
 
-func init() {
-	registerReexec(image.EnvTarUpper, func() {
-		if err := image.TarUpperChild(os.Args[1:]); err != nil {
-			fmt.Fprintln(os.Stderr, "strata:", err)
-			os.Exit(1)
-		}
-		os.Exit(0)
-	})
-	rootCmd.AddCommand(&cobra.Command{
+func newCommitCmd(g *globalOptions) *cobra.Command {
+	return &cobra.Command{
 		Use:   "commit CONTAINER NAME",
 		Short: "Make a new image from a container's changes",
 		Long: `Turn the container's writable layer into a new layer on top of its image and
@@ -26,7 +18,7 @@ name the result NAME. Deleted files become OCI whiteouts; /etc/hosts,
 left out.`,
 		Args: cobra.ExactArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			store, err := openImageStore()
+			store, err := g.openImageStore()
 			if err != nil {
 				return err
 			}
@@ -38,8 +30,18 @@ left out.`,
 			if err != nil {
 				return err
 			}
-			fmt.Println(img.ID)
+			fmt.Fprintln(cmd.OutOrStdout(), img.ID)
 			return nil
 		},
-	})
+	}
+}
+
+// tarUpperChild is the re-exec entry commit's store starts to write a
+// container's upper as a layer tar from inside a user namespace.
+func tarUpperChild() {
+	if err := image.TarUpperChild(os.Args[1:]); err != nil {
+		fmt.Fprintln(os.Stderr, "strata:", err)
+		os.Exit(1)
+	}
+	os.Exit(0)
 }

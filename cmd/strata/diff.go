@@ -6,13 +6,13 @@ import (
 	"github.com/spf13/cobra"
 )
 
-func init() {
-	rootCmd.AddCommand(&cobra.Command{
+func newDiffCmd(g *globalOptions) *cobra.Command {
+	return &cobra.Command{
 		Use:   "diff CONTAINER",
 		Short: "List files a container added (A), changed (C) or deleted (D)",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			store, err := openImageStore()
+			store, err := g.openImageStore()
 			if err != nil {
 				return err
 			}
@@ -29,5 +29,5 @@ func init() {
 			}
 			return nil
 		},
-	})
+	}
 }

@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"io"
 	"os"
 	"sync"
 
@@ -11,28 +12,23 @@ import (
 	"golang.org/x/term"
 )
 
-// openImageStore opens the image store at --root.
-func openImageStore() (*image.Store, error) {
-	return image.Open(storeRoot())
-}
-
-// layerBars draws one progress bar per layer on stderr, unless quiet or
-// stderr is not a terminal. Call wait when the transfer is over.
+// layerBars draws one progress bar per layer on w, unless quiet or w is
+// not a terminal. Call wait when the transfer is over.
 type layerBars struct {
 	p    *mpb.Progress
 	mu   sync.Mutex // events come from one goroutine per layer
 	bars map[string]*mpb.Bar
 }
 
-func newLayerBars(quiet bool) *layerBars {
-	fd := int(os.Stderr.Fd())
-	if quiet || !term.IsTerminal(fd) {
+func newLayerBars(quiet bool, w io.Writer) *layerBars {
+	f, ok := w.(*os.File)
+	if quiet || !ok || !term.IsTerminal(int(f.Fd())) {
 		return &layerBars{}
 	}
-	if w, _, err := term.GetSize(fd); err != nil || w == 0 {
+	if width, _, err := term.GetSize(int(f.Fd())); err != nil || width == 0 {
 		return &layerBars{} // a terminal of no width shows no bars
 	}
-	return &layerBars{p: mpb.New(mpb.WithOutput(os.Stderr), mpb.WithWidth(40)), bars: map[string]*mpb.Bar{}}
+	return &layerBars{p: mpb.New(mpb.WithOutput(f), mpb.WithWidth(40)), bars: map[string]*mpb.Bar{}}
 }
 
 // event feeds an image.ProgressEvent to the bars; nil when bars are off.
@@ -73,14 +69,14 @@ func (l *layerBars) wait() {
 	l.p.Wait()
 }
 
-func printLoaded(imgs []image.Loaded) {
+func printLoaded(w io.Writer, imgs []image.Loaded) {
 	for _, img := range imgs {
 		names := img.Loaded
 		if len(names) == 0 {
 			names = []string{"<none>"}
 		}
 		for _, n := range names {
-			fmt.Printf("Loaded image %s %s\n", image.ShortID(img.ID), n)
+			fmt.Fprintf(w, "Loaded image %s %s\n", image.ShortID(img.ID), n)
 		}
 	}
 }

@@ -5,7 +5,7 @@ import (
 	"github.com/strata-run/strata/unionfs/mounts"
 )
 
-func init() {
+func newUmountCmd() *cobra.Command {
 	var lazy bool
 	cmd := &cobra.Command{
 		Use:   "umount MNT",
@@ -16,5 +16,5 @@ func init() {
 		},
 	}
 	cmd.Flags().BoolVarP(&lazy, "lazy", "l", false, "detach now, clean up when no longer busy")
-	rootCmd.AddCommand(cmd)
+	return cmd
 }
