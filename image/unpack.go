@@ -150,7 +150,7 @@ func (u *unpacker) entry(hdr *tar.Header, tr io.Reader) error {
 		u.dirTimes = append(u.dirTimes, dirTime{rel: rel, mtime: hdr.ModTime})
 		return nil
 
-	case tar.TypeReg, tar.TypeRegA, tar.TypeGNUSparse, tar.TypeChar, tar.TypeBlock:
+	case tar.TypeReg, tar.TypeGNUSparse, tar.TypeChar, tar.TypeBlock: // tar.Reader reports the old TypeRegA as TypeReg
 		size := hdr.Size
 		if hdr.Typeflag == tar.TypeChar || hdr.Typeflag == tar.TypeBlock {
 			// Devices become empty files whose xattr says what they are:
