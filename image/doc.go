@@ -38,7 +38,7 @@
 // A layer is unpacked as whoever runs strata, so the owner, the setuid,
 // setgid and sticky bits, and device nodes of the tar cannot always be put
 // on disk. Every regular file and directory therefore carries the xattr
-// user.containers.override_stat (see OverrideStat) holding the owner, mode
+// user.containers.override_stat (see unionfs/ovl.Override) holding the owner, mode
 // and file type from the tar, in the format containers/storage writes and
 // fuse-overlayfs reads; the union filesystem shows those values. On disk,
 // files stay readable and writable by their owner and directories

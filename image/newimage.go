@@ -1,15 +1,11 @@
 package image
 
 import (
-	"bufio"
 	"encoding/json"
 	"fmt"
 	"os"
-	"os/user"
 	"path/filepath"
 	"runtime"
-	"strconv"
-	"strings"
 	"time"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
@@ -21,16 +17,17 @@ import (
 const DefaultEnv = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 // Import makes a one-layer image named name from a root filesystem: a
-// directory, or a tar (plain, gzip or zstd). Files of a directory owned by
-// the caller become root's, as they look inside a rootless container.
-func (s *Store) Import(src, name string) (*Image, error) {
+// directory, or a tar (plain, gzip or zstd). Owners of a directory's files
+// are recorded through o's id ranges (the runtime's maps make the caller's
+// files root's, as they look inside a rootless container).
+func (s *Store) Import(src, name string, o LayerOptions) (*Image, error) {
 	fi, err := os.Stat(src)
 	if err != nil {
 		return nil, fmt.Errorf("import %s: %w", src, err)
 	}
 	tarPath := src
 	if fi.IsDir() {
-		tarPath, err = s.tarDir(src, tarOptions{rootOwned: true})
+		tarPath, err = s.LayerTar(src, o)
 		if err != nil {
 			return nil, fmt.Errorf("import %s: %w", src, err)
 		}
@@ -44,13 +41,24 @@ func (s *Store) Import(src, name string) (*Image, error) {
 	return img, nil
 }
 
-// tarDir writes dir as a layer tar into the store's tmp dir.
-func (s *Store) tarDir(dir string, o tarOptions) (string, error) {
+// TempLayerFile makes an empty file for a layer tar in the store's tmp dir
+// (on the store's filesystem, so adding it is a rename).
+func (s *Store) TempLayerFile() (*os.File, error) {
 	f, err := os.CreateTemp(filepath.Join(s.root, "tmp"), "layer-*.tar")
+	if err != nil {
+		return nil, fmt.Errorf("layer tar in %s: %w", s.root, err)
+	}
+	return f, nil
+}
+
+// LayerTar writes dir as a layer tar into the store's tmp dir and returns
+// its path; the caller removes it.
+func (s *Store) LayerTar(dir string, o LayerOptions) (string, error) {
+	f, err := s.TempLayerFile()
 	if err != nil {
 		return "", err
 	}
-	err = writeLayerTar(f, dir, o)
+	err = WriteLayerTar(f, dir, o)
 	if cerr := f.Close(); err == nil {
 		err = cerr
 	}
@@ -161,30 +169,4 @@ func ociLayerType(t types.MediaType) types.MediaType {
 		return types.OCIRestrictedLayer
 	}
 	return t
-}
-
-// subIDStart returns the first subordinate id of the caller in file
-// (/etc/subuid or /etc/subgid), or -1.
-func subIDStart(file string, id int) (start, count int) {
-	f, err := os.Open(file)
-	if err != nil {
-		return -1, 0
-	}
-	defer f.Close()
-	names := map[string]bool{strconv.Itoa(id): true}
-	if u, err := user.LookupId(strconv.Itoa(id)); err == nil {
-		names[u.Username] = true
-	}
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		p := strings.Split(strings.TrimSpace(sc.Text()), ":")
-		if len(p) == 3 && names[p[0]] {
-			s, err1 := strconv.Atoi(p[1])
-			c, err2 := strconv.Atoi(p[2])
-			if err1 == nil && err2 == nil {
-				return s, c
-			}
-		}
-	}
-	return -1, 0
 }

@@ -15,7 +15,9 @@ import (
 )
 
 // DefaultMaxLayerSize bounds the uncompressed size of one layer, so a
-// hostile or broken layer cannot fill the disk.
+// hostile or broken layer cannot fill the disk. It counts apparent sizes:
+// a sparse file's holes count in full though they take no disk. The CLI
+// takes another bound from $STRATA_MAX_LAYER_SIZE.
 const DefaultMaxLayerSize = 64 << 30
 
 // Store is an image store rooted at one directory. It is safe for use by
@@ -144,25 +146,44 @@ func (s *Store) updateIndex(fn func(*index) error) error {
 	return writeFileAtomic(filepath.Join(s.root, "images.json"), data)
 }
 
-func writeFileAtomic(path string, data []byte) error {
-	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*")
+// writeFileAtomic replaces path with data so that a crash or a full disk
+// leaves either the old file or the new one, never a short one: the temp
+// file is written and fsynced before the rename, the dir after it, and
+// the temp is removed whenever it does not become path.
+func writeFileAtomic(path string, data []byte) (err error) {
+	dir := filepath.Dir(path)
+	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".*")
 	if err != nil {
 		return fmt.Errorf("write %s: %w", path, err)
 	}
-	defer os.Remove(f.Name())
-	if _, err = f.Write(data); err == nil {
-		err = f.Sync()
+	tmp := f.Name()
+	defer func() {
+		if err != nil {
+			f.Close()
+			os.Remove(tmp)
+			err = fmt.Errorf("write %s: %w", path, err)
+		}
+	}()
+	if _, err := f.Write(data); err != nil {
+		return err
 	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
+	if err := f.Sync(); err != nil {
+		return err
 	}
-	if err == nil {
-		err = os.Rename(f.Name(), path)
+	if err := f.Close(); err != nil {
+		return err
 	}
+	if err := os.Rename(tmp, path); err != nil {
+		return err
+	}
+	// The rename is durable only once the dir is: without this a crash can
+	// bring back the old index after strata reported success.
+	d, err := os.Open(dir)
 	if err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
+		return err
 	}
-	return nil
+	defer d.Close()
+	return d.Sync()
 }
 
 // Images lists the images in the store, newest first.

@@ -2,6 +2,7 @@ package image
 
 import (
 	"archive/tar"
+	"bytes"
 	"errors"
 	"fmt"
 	"io"
@@ -11,12 +12,13 @@ import (
 	"strings"
 	"time"
 
+	"github.com/strata-run/strata/unionfs/ovl"
 	"golang.org/x/sys/unix"
 )
 
 // Unpack extracts the uncompressed layer tar r into dir, which must be an
 // existing empty directory, as described in the package doc: owners and
-// modes go to OverrideStatXattr, nothing is written outside dir, and
+// modes go to ovl.OverrideXattr, nothing is written outside dir, and
 // whiteout files are kept as plain files. It stops at the first refused
 // entry with an error naming it; the caller removes dir then. maxSize
 // bounds the bytes of file contents written.
@@ -27,7 +29,7 @@ func Unpack(dir string, r io.Reader, maxSize int64) (written int64, err error) {
 	}
 	u := &unpacker{dir: dir, root: rootFd, cacheFd: -1, maxSize: maxSize}
 	defer u.close()
-	if err := u.setRootOverride(OverrideStat{Mode: unix.S_IFDIR | 0o755}); err != nil {
+	if err := u.setRootOverride(ovl.Override{Mode: unix.S_IFDIR | 0o755}); err != nil {
 		return 0, err
 	}
 	tr := tar.NewReader(r)
@@ -67,6 +69,7 @@ type unpacker struct {
 	// The last parent dir opened: tar entries come grouped by directory.
 	cacheRel string
 	cacheFd  int
+	buf      []byte // copySparse's
 }
 
 func (u *unpacker) close() {
@@ -103,7 +106,7 @@ func (u *unpacker) entry(hdr *tar.Header, tr io.Reader) error {
 		return fmt.Errorf("layer entry %q: %w", hdr.Name, err)
 	}
 	perm := uint32(hdr.Mode) & 0o7777
-	ov := OverrideStat{UID: hdr.Uid, GID: hdr.Gid, Mode: perm}
+	ov := ovl.Override{UID: uint32(hdr.Uid), GID: uint32(hdr.Gid), Mode: perm}
 	if rel == "" {
 		if hdr.Typeflag != tar.TypeDir {
 			return fmt.Errorf("layer entry %q: the layer root must be a directory", hdr.Name)
@@ -117,153 +120,261 @@ func (u *unpacker) entry(hdr *tar.Header, tr io.Reader) error {
 	if err != nil {
 		return err
 	}
-	wrap := func(what string, err error) error {
-		if errors.Is(err, unix.ENOSPC) || errors.Is(err, unix.EDQUOT) {
-			return fmt.Errorf("layer entry %q: %s: disk full: %w", hdr.Name, what, err)
-		}
-		return fmt.Errorf("layer entry %q: %s: %w", hdr.Name, what, err)
-	}
+	e := &tarEntry{hdr: hdr, rel: rel, base: base, pfd: pfd, perm: perm, ov: ov}
 
 	switch hdr.Typeflag {
 	case tar.TypeDir:
-		var st unix.Stat_t
-		if err := unix.Fstatat(pfd, base, &st, unix.AT_SYMLINK_NOFOLLOW); err != nil || st.Mode&unix.S_IFMT != unix.S_IFDIR {
-			if err := u.remove(pfd, base, rel); err != nil {
-				return wrap("replace", err)
-			}
-			if err := unix.Mkdirat(pfd, base, 0o700); err != nil {
-				return wrap("mkdir", err)
-			}
-		}
-		ov.Mode |= unix.S_IFDIR
-		fd, err := unix.Openat(pfd, base, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
-		if err != nil {
-			return wrap("open dir", err)
-		}
-		defer unix.Close(fd)
-		if err := unix.Fchmod(fd, diskMode(perm, true)); err != nil {
-			return wrap("chmod", err)
-		}
-		if err := unix.Fsetxattr(fd, OverrideStatXattr, []byte(ov.Format()), 0); err != nil {
-			return wrap("set "+OverrideStatXattr, err)
-		}
-		u.dirTimes = append(u.dirTimes, dirTime{rel: rel, mtime: hdr.ModTime})
-		return nil
-
+		return u.dirEntry(e)
 	case tar.TypeReg, tar.TypeGNUSparse, tar.TypeChar, tar.TypeBlock: // tar.Reader reports the old TypeRegA as TypeReg
-		size := hdr.Size
-		if hdr.Typeflag == tar.TypeChar || hdr.Typeflag == tar.TypeBlock {
-			// Devices become empty files whose xattr says what they are:
-			// mknod is refused to unprivileged users, and a real device
-			// node in a store owned by root is a hazard.
-			size = 0
-			ov.Major, ov.Minor = uint32(hdr.Devmajor), uint32(hdr.Devminor)
-			if hdr.Typeflag == tar.TypeChar {
-				ov.Mode |= unix.S_IFCHR
-			} else {
-				ov.Mode |= unix.S_IFBLK
-			}
-		} else {
-			ov.Mode |= unix.S_IFREG
-		}
-		if size < 0 || size > u.maxSize-u.written {
-			return fmt.Errorf("layer entry %q: %d bytes exceeds the layer size limit of %d bytes", hdr.Name, hdr.Size, u.maxSize)
-		}
-		var sfs unix.Statfs_t
-		if err := unix.Fstatfs(u.root, &sfs); err == nil && uint64(size) > sfs.Bavail*uint64(sfs.Bsize) {
-			return fmt.Errorf("layer entry %q: needs %d bytes, only %d free in %s", hdr.Name, size, sfs.Bavail*uint64(sfs.Bsize), u.dir)
-		}
-		if err := u.remove(pfd, base, rel); err != nil {
-			return wrap("replace", err)
-		}
-		fd, err := unix.Openat(pfd, base, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o600)
-		if err != nil {
-			return wrap("create", err)
-		}
-		f := os.NewFile(uintptr(fd), filepath.Join(u.dir, rel))
-		defer f.Close()
-		if size > 0 {
-			n, err := io.CopyN(f, tr, size)
-			u.written += n
-			if err != nil {
-				return wrap("write", err)
-			}
-		}
-		if err := f.Chmod(os.FileMode(diskMode(perm, false))); err != nil {
-			return wrap("chmod", err)
-		}
-		if err := unix.Fsetxattr(fd, OverrideStatXattr, []byte(ov.Format()), 0); err != nil {
-			return wrap("set "+OverrideStatXattr, err)
-		}
-		ts := timespecs(hdr.ModTime)
-		if err := unix.UtimesNanoAt(pfd, base, ts, unix.AT_SYMLINK_NOFOLLOW); err != nil {
-			return wrap("set times", err)
-		}
-		return nil
-
+		return u.fileEntry(e, tr)
 	case tar.TypeSymlink:
-		if err := u.remove(pfd, base, rel); err != nil {
-			return wrap("replace", err)
-		}
-		// The target is data, never followed while unpacking: every later
-		// path walk refuses symlinks.
-		if err := unix.Symlinkat(hdr.Linkname, pfd, base); err != nil {
-			return wrap("symlink", err)
-		}
-		if err := unix.UtimesNanoAt(pfd, base, timespecs(hdr.ModTime), unix.AT_SYMLINK_NOFOLLOW); err != nil {
-			return wrap("set times", err)
-		}
-		return nil
-
+		return u.symlinkEntry(e)
 	case tar.TypeLink:
-		trel, err := cleanRel(hdr.Linkname)
-		if err != nil || trel == "" {
-			return fmt.Errorf("layer entry %q: hard link to %q: target outside the layer", hdr.Name, hdr.Linkname)
-		}
-		tparent, tbase := path.Split(trel)
-		tfd, err := u.openDirNoCreate(strings.TrimSuffix(tparent, "/"), hdr.Name)
-		if errors.Is(err, unix.ENOENT) {
-			return fmt.Errorf("layer entry %q: hard link target %q is not in the layer", hdr.Name, hdr.Linkname)
-		}
-		if err != nil {
-			return err
-		}
-		defer unix.Close(tfd)
-		var tst unix.Stat_t
-		if err := unix.Fstatat(tfd, tbase, &tst, unix.AT_SYMLINK_NOFOLLOW); err != nil {
-			return fmt.Errorf("layer entry %q: hard link target %q is not in the layer: %w", hdr.Name, hdr.Linkname, err)
-		}
-		if tst.Mode&unix.S_IFMT == unix.S_IFDIR {
-			return fmt.Errorf("layer entry %q: hard link target %q is a directory", hdr.Name, hdr.Linkname)
-		}
-		var st unix.Stat_t
-		if unix.Fstatat(pfd, base, &st, unix.AT_SYMLINK_NOFOLLOW) == nil && st.Ino == tst.Ino && st.Dev == tst.Dev {
-			return nil
-		}
-		if err := u.remove(pfd, base, rel); err != nil {
-			return wrap("replace", err)
-		}
-		if err := unix.Linkat(tfd, tbase, pfd, base, 0); err != nil {
-			return wrap("hard link to "+hdr.Linkname, err)
-		}
-		return nil
-
+		return u.hardLinkEntry(e)
 	case tar.TypeFifo:
-		if err := u.remove(pfd, base, rel); err != nil {
-			return wrap("replace", err)
-		}
-		// A fifo is harmless and unprivileged users may make one; its
-		// owner is lost (user xattrs are not allowed on fifos).
-		if err := unix.Mkfifoat(pfd, base, diskMode(perm, false)&0o777); err != nil {
-			return wrap("mkfifo", err)
-		}
-		return nil
-
+		return u.fifoEntry(e)
 	case tar.TypeXGlobalHeader:
 		return nil
 	}
 	return fmt.Errorf("layer entry %q: unsupported tar type %q", hdr.Name, string(hdr.Typeflag))
 }
+
+// tarEntry is one layer entry on its way to disk: its clean path, the
+// held parent dir, and the owner and mode it records.
+type tarEntry struct {
+	hdr       *tar.Header
+	rel, base string
+	pfd       int
+	perm      uint32
+	ov        ovl.Override
+}
+
+// wrap names the entry and what failed; a full disk says so.
+func (e *tarEntry) wrap(what string, err error) error {
+	if errors.Is(err, unix.ENOSPC) || errors.Is(err, unix.EDQUOT) {
+		return fmt.Errorf("layer entry %q: %s: disk full: %w", e.hdr.Name, what, err)
+	}
+	return fmt.Errorf("layer entry %q: %s: %w", e.hdr.Name, what, err)
+}
+
+// dirEntry makes or keeps a directory, with its owner and mode in the
+// override xattr; its time is set once its contents are in (dirTimes).
+func (u *unpacker) dirEntry(e *tarEntry) error {
+	hdr, rel, base, pfd, perm, ov, wrap := e.hdr, e.rel, e.base, e.pfd, e.perm, e.ov, e.wrap
+	var st unix.Stat_t
+	if err := unix.Fstatat(pfd, base, &st, unix.AT_SYMLINK_NOFOLLOW); err != nil || st.Mode&unix.S_IFMT != unix.S_IFDIR {
+		if err := u.remove(pfd, base, rel); err != nil {
+			return wrap("replace", err)
+		}
+		if err := unix.Mkdirat(pfd, base, 0o700); err != nil {
+			return wrap("mkdir", err)
+		}
+	}
+	ov.Mode |= unix.S_IFDIR
+	fd, err := unix.Openat(pfd, base, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return wrap("open dir", err)
+	}
+	defer unix.Close(fd)
+	if err := unix.Fchmod(fd, diskMode(perm, true)); err != nil {
+		return wrap("chmod", err)
+	}
+	if err := unix.Fsetxattr(fd, ovl.OverrideXattr, []byte(ov.Format()), 0); err != nil {
+		return wrap("set "+ovl.OverrideXattr, err)
+	}
+	u.dirTimes = append(u.dirTimes, dirTime{rel: rel, mtime: hdr.ModTime})
+	return nil
+}
+
+// fileEntry writes a regular file (holes kept as holes), or the empty file
+// that stands for a device.
+func (u *unpacker) fileEntry(e *tarEntry, tr io.Reader) error {
+	hdr, rel, base, pfd, perm, ov, wrap := e.hdr, e.rel, e.base, e.pfd, e.perm, e.ov, e.wrap
+	size := hdr.Size
+	if hdr.Typeflag == tar.TypeChar || hdr.Typeflag == tar.TypeBlock {
+		// Devices become empty files whose xattr says what they are:
+		// mknod is refused to unprivileged users, and a real device
+		// node in a store owned by root is a hazard.
+		size = 0
+		ov.Rdev = unix.Mkdev(uint32(hdr.Devmajor), uint32(hdr.Devminor))
+		if hdr.Typeflag == tar.TypeChar {
+			ov.Mode |= unix.S_IFCHR
+		} else {
+			ov.Mode |= unix.S_IFBLK
+		}
+	} else {
+		ov.Mode |= unix.S_IFREG
+	}
+	if size < 0 || size > u.maxSize-u.written {
+		return fmt.Errorf("layer entry %q: %d bytes exceeds the layer size limit of %d bytes", hdr.Name, hdr.Size, u.maxSize)
+	}
+	// A sparse entry's holes take no disk, so its size says nothing
+	// about the room it needs; a full disk still fails the write.
+	var sfs unix.Statfs_t
+	if err := unix.Fstatfs(u.root, &sfs); err == nil && !isSparse(hdr) && uint64(size) > sfs.Bavail*uint64(sfs.Bsize) {
+		return fmt.Errorf("layer entry %q: needs %d bytes, only %d free in %s", hdr.Name, size, sfs.Bavail*uint64(sfs.Bsize), u.dir)
+	}
+	if err := u.remove(pfd, base, rel); err != nil {
+		return wrap("replace", err)
+	}
+	fd, err := unix.Openat(pfd, base, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o600)
+	if err != nil {
+		return wrap("create", err)
+	}
+	f := os.NewFile(uintptr(fd), filepath.Join(u.dir, rel))
+	defer f.Close()
+	if size > 0 {
+		n, err := u.copySparse(f, tr, size)
+		u.written += n
+		if err != nil {
+			return wrap("write", err)
+		}
+	}
+	if err := f.Chmod(os.FileMode(diskMode(perm, false))); err != nil {
+		return wrap("chmod", err)
+	}
+	if err := unix.Fsetxattr(fd, ovl.OverrideXattr, []byte(ov.Format()), 0); err != nil {
+		return wrap("set "+ovl.OverrideXattr, err)
+	}
+	ts := timespecs(hdr.ModTime)
+	if err := unix.UtimesNanoAt(pfd, base, ts, unix.AT_SYMLINK_NOFOLLOW); err != nil {
+		return wrap("set times", err)
+	}
+	return nil
+}
+
+// symlinkEntry makes a symlink; its target is data, never followed.
+func (u *unpacker) symlinkEntry(e *tarEntry) error {
+	hdr, rel, base, pfd, wrap := e.hdr, e.rel, e.base, e.pfd, e.wrap
+	if err := u.remove(pfd, base, rel); err != nil {
+		return wrap("replace", err)
+	}
+	// The target is data, never followed while unpacking: every later
+	// path walk refuses symlinks.
+	if err := unix.Symlinkat(hdr.Linkname, pfd, base); err != nil {
+		return wrap("symlink", err)
+	}
+	if err := unix.UtimesNanoAt(pfd, base, timespecs(hdr.ModTime), unix.AT_SYMLINK_NOFOLLOW); err != nil {
+		return wrap("set times", err)
+	}
+	return nil
+}
+
+// hardLinkEntry links a name to an earlier entry of the same layer.
+func (u *unpacker) hardLinkEntry(e *tarEntry) error {
+	hdr, rel, base, pfd, wrap := e.hdr, e.rel, e.base, e.pfd, e.wrap
+	trel, err := cleanRel(hdr.Linkname)
+	if err != nil || trel == "" {
+		return fmt.Errorf("layer entry %q: hard link to %q: target outside the layer", hdr.Name, hdr.Linkname)
+	}
+	tparent, tbase := path.Split(trel)
+	tfd, err := u.openDirNoCreate(strings.TrimSuffix(tparent, "/"), hdr.Name)
+	if errors.Is(err, unix.ENOENT) {
+		return fmt.Errorf("layer entry %q: hard link target %q is not in the layer", hdr.Name, hdr.Linkname)
+	}
+	if err != nil {
+		return err
+	}
+	defer unix.Close(tfd)
+	var tst unix.Stat_t
+	if err := unix.Fstatat(tfd, tbase, &tst, unix.AT_SYMLINK_NOFOLLOW); err != nil {
+		return fmt.Errorf("layer entry %q: hard link target %q is not in the layer: %w", hdr.Name, hdr.Linkname, err)
+	}
+	if tst.Mode&unix.S_IFMT == unix.S_IFDIR {
+		return fmt.Errorf("layer entry %q: hard link target %q is a directory", hdr.Name, hdr.Linkname)
+	}
+	var st unix.Stat_t
+	if unix.Fstatat(pfd, base, &st, unix.AT_SYMLINK_NOFOLLOW) == nil && st.Ino == tst.Ino && st.Dev == tst.Dev {
+		return nil
+	}
+	if err := u.remove(pfd, base, rel); err != nil {
+		return wrap("replace", err)
+	}
+	if err := unix.Linkat(tfd, tbase, pfd, base, 0); err != nil {
+		return wrap("hard link to "+hdr.Linkname, err)
+	}
+	return nil
+}
+
+// fifoEntry makes a fifo.
+func (u *unpacker) fifoEntry(e *tarEntry) error {
+	rel, base, pfd, perm, wrap := e.rel, e.base, e.pfd, e.perm, e.wrap
+	if err := u.remove(pfd, base, rel); err != nil {
+		return wrap("replace", err)
+	}
+	// A fifo is harmless and unprivileged users may make one; its
+	// owner is lost (user xattrs are not allowed on fifos).
+	if err := unix.Mkfifoat(pfd, base, diskMode(perm, false)&0o777); err != nil {
+		return wrap("mkfifo", err)
+	}
+	return nil
+}
+
+// isSparse: archive/tar keeps the GNU sparse type of the old format, and
+// leaves the PAX records of the GNU sparse formats in the header.
+func isSparse(hdr *tar.Header) bool {
+	if hdr.Typeflag == tar.TypeGNUSparse {
+		return true
+	}
+	for k := range hdr.PAXRecords {
+		if strings.HasPrefix(k, "GNU.sparse.") {
+			return true
+		}
+	}
+	return false
+}
+
+// sparseBlock is the unit in which runs of zeros become holes.
+const sparseBlock = 4096
+
+// copySparse copies size bytes from r into the new, empty file f and
+// leaves every all-zero block a hole. archive/tar reads the holes of GNU
+// and PAX sparse entries back as zeros, and a compressed layer can hold
+// gigabytes of zeros in a few KiB: written out, either would take the
+// full size on disk. The returned count is of bytes consumed, holes
+// included: a layer's apparent size is what its limit bounds.
+func (u *unpacker) copySparse(f *os.File, r io.Reader, size int64) (int64, error) {
+	if u.buf == nil {
+		u.buf = make([]byte, 64*sparseBlock)
+	}
+	var off int64
+	for off < size {
+		n, rerr := io.ReadFull(r, u.buf[:min(int64(len(u.buf)), size-off)])
+		data := u.buf[:n]
+		// Write each run of non-zero blocks with one pwrite.
+		start := -1
+		flush := func(end int) error {
+			if start < 0 {
+				return nil
+			}
+			_, err := f.WriteAt(data[start:end], off+int64(start))
+			start = -1
+			return err
+		}
+		for i := 0; i < len(data); i += sparseBlock {
+			if !isZeros(data[i:min(i+sparseBlock, len(data))]) {
+				if start < 0 {
+					start = i
+				}
+			} else if err := flush(i); err != nil {
+				return off + int64(i), err
+			}
+		}
+		if err := flush(len(data)); err != nil {
+			return off, err
+		}
+		off += int64(n)
+		if rerr != nil {
+			return off, rerr
+		}
+	}
+	// Trailing holes: the file must still have its full length.
+	return off, f.Truncate(size)
+}
+
+var zeroBlock [sparseBlock]byte
+
+func isZeros(b []byte) bool { return bytes.Equal(b, zeroBlock[:len(b)]) }
 
 // diskMode is the mode a file gets on disk: the tar's permission bits,
 // always usable by the store's owner, never setuid/setgid/sticky.
@@ -279,15 +390,15 @@ func timespecs(t time.Time) []unix.Timespec {
 	return []unix.Timespec{ts, ts}
 }
 
-func (u *unpacker) setRootOverride(ov OverrideStat) error {
+func (u *unpacker) setRootOverride(ov ovl.Override) error {
 	fd, err := unix.Open(u.dir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
 	if err != nil {
 		return fmt.Errorf("unpack into %s: %w", u.dir, err)
 	}
 	defer unix.Close(fd)
 	unix.Fchmod(fd, diskMode(ov.Mode&0o7777, true))
-	if err := unix.Fsetxattr(fd, OverrideStatXattr, []byte(ov.Format()), 0); err != nil {
-		return fmt.Errorf("unpack into %s: set %s (does the filesystem support user xattrs?): %w", u.dir, OverrideStatXattr, err)
+	if err := unix.Fsetxattr(fd, ovl.OverrideXattr, []byte(ov.Format()), 0); err != nil {
+		return fmt.Errorf("unpack into %s: set %s (does the filesystem support user xattrs?): %w", u.dir, ovl.OverrideXattr, err)
 	}
 	return nil
 }
@@ -330,7 +441,7 @@ func (u *unpacker) walk(rel, entry string, create bool) (int, error) {
 		nfd, err := unix.Openat(fd, comp, unix.O_PATH|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
 		if err == unix.ENOENT && create {
 			if err = unix.Mkdirat(fd, comp, 0o755); err == nil {
-				err = setOverrideAt(fd, comp, OverrideStat{Mode: unix.S_IFDIR | 0o755})
+				err = setOverrideAt(fd, comp, ovl.Override{Mode: unix.S_IFDIR | 0o755})
 			}
 			if err != nil {
 				unix.Close(fd)
@@ -350,13 +461,13 @@ func (u *unpacker) walk(rel, entry string, create bool) (int, error) {
 	return fd, nil
 }
 
-func setOverrideAt(dirfd int, name string, ov OverrideStat) error {
+func setOverrideAt(dirfd int, name string, ov ovl.Override) error {
 	fd, err := unix.Openat(dirfd, name, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_CLOEXEC|unix.O_NONBLOCK, 0)
 	if err != nil {
 		return err
 	}
 	defer unix.Close(fd)
-	return unix.Fsetxattr(fd, OverrideStatXattr, []byte(ov.Format()), 0)
+	return unix.Fsetxattr(fd, ovl.OverrideXattr, []byte(ov.Format()), 0)
 }
 
 // remove deletes whatever is at base in pfd (a later tar entry replaces an

@@ -1,11 +1,9 @@
 package rootless
 
 import (
-	"errors"
 	"fmt"
 	"os"
 	"os/exec"
-	"os/signal"
 	"runtime"
 	"syscall"
 	"time"
@@ -120,9 +118,8 @@ func runInit(spec *Spec) (int, error) {
 	if err := closeOnExecAbove(2); err != nil {
 		return 125, err
 	}
-	sigs := make(chan os.Signal, 16)
-	signal.Notify(sigs, forwarded...)
-	defer signal.Stop(sigs)
+	relay := catchForwarded()
+	defer relay.stop()
 	err = cmd.Start()
 	if spec.TTY {
 		cmd.ExtraFiles[2].Close()
@@ -141,22 +138,6 @@ func runInit(spec *Spec) (int, error) {
 		cmd.Wait()
 		return 125, err
 	}
-	go func() {
-		for s := range sigs {
-			cmd.Process.Signal(s)
-		}
-	}()
-	werr := cmd.Wait()
-	if werr == nil {
-		return 0, nil
-	}
-	var ee *exec.ExitError
-	if !errors.As(werr, &ee) {
-		return 125, fmt.Errorf("wait for container init: %w", werr)
-	}
-	ws := ee.Sys().(syscall.WaitStatus)
-	if ws.Signaled() {
-		return 128 + int(ws.Signal()), nil
-	}
-	return ws.ExitStatus(), nil
+	relay.to(cmd.Process)
+	return waitCode(cmd.Wait(), "container init")
 }

@@ -303,10 +303,7 @@ func reaper(spec *Spec, path string, env []string, u execUser, setgroupsOK bool)
 				// The error pipe is closed by now, so this only sets
 				// PID 1's exit status; the namespace's other processes
 				// die with it.
-				code := ws.ExitStatus()
-				if ws.Signaled() {
-					code = 128 + int(ws.Signal())
-				}
+				code := exitStatus(syscall.WaitStatus(ws))
 				return &ExitError{Code: code, Err: fmt.Errorf("command exited with status %d", code)}
 			}
 		}

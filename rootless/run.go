@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"os/exec"
 	"os/signal"
 	"path/filepath"
 	"runtime"
@@ -54,52 +53,91 @@ type Options struct {
 // status. A non-nil error is strata's own failure (an *ExitError carries
 // 125, 126 or 127); nothing of the container is left behind then.
 func Run(o Options) (int, error) {
-	if o.Warn == nil {
-		o.Warn = func(string) {}
-	}
 	if err := CleanStale(o.Root); err != nil {
 		return 125, err
 	}
+	p, err := PlanRun(o)
+	if err != nil {
+		return exitCodeOf(err), err
+	}
+	if o.Warn != nil {
+		for _, w := range p.Warnings {
+			o.Warn(w)
+		}
+	}
+	return p.Execute()
+}
+
+// RunPlan is a `strata run` that passed validation: every decision is
+// made and nothing is created yet, so a test can read it without running
+// anything. Execute carries it out.
+type RunPlan struct {
+	opts Options
+	ids  idPlan
+	net  Network
+	cg   Cgroup
+	// spec is the container's spec but for what only creating the
+	// container decides: its id, its directories and its hostname.
+	spec Spec
+	// Warnings are one-line notes for the user (no subordinate ids, no
+	// cgroup v2), to show before the container starts.
+	Warnings []string
+}
+
+// Spec is the planned spec (without id, directories and hostname).
+func (p *RunPlan) Spec() Spec { return p.spec }
+
+// PlanRun validates o and decides the container's spec. It reads the host
+// (subordinate ids, /dev/fuse, the store) but changes nothing.
+func PlanRun(o Options) (*RunPlan, error) {
+	fail := func(err error) (*RunPlan, error) {
+		var ee *ExitError
+		if errors.As(err, &ee) {
+			return nil, err
+		}
+		return nil, &ExitError{Code: 125, Err: err}
+	}
 	net, err := NetworkFor(o.Net)
 	if err != nil {
-		return 125, err
+		return fail(err)
 	}
 	mounts, err := ParseVolumes(o.Volumes)
 	if err != nil {
-		return 125, err
+		return fail(err)
 	}
 	caps, err := CapSet(o.CapAdd, o.CapDrop)
 	if err != nil {
-		return 125, err
+		return fail(err)
 	}
 	if o.User != "" {
 		if err := checkUserSpec(o.User); err != nil {
-			return 125, err
+			return fail(err)
 		}
 	}
 	env, err := buildEnv(o)
 	if err != nil {
-		return 125, err
+		return fail(err)
 	}
 	args := CommandLine(o.Config, o.Entrypoint, o.Args)
 	if len(args) == 0 {
-		return 125, fmt.Errorf("no command: the image has no Entrypoint or Cmd; give one after the image")
+		return fail(fmt.Errorf("no command: the image has no Entrypoint or Cmd; give one after the image"))
 	}
 	for _, l := range o.Layers {
 		if fi, err := os.Stat(l); err != nil || !fi.IsDir() {
-			return 125, fmt.Errorf("layer %s: not a directory", l)
+			return fail(fmt.Errorf("layer %s: not a directory", l))
 		}
 	}
 	if err := checkFuse(); err != nil {
-		return 125, err
+		return fail(err)
 	}
 	if o.UserNS != "" && o.UserNS != "keep-id" {
-		return 125, fmt.Errorf("--userns %q: want keep-id (or leave it unset)", o.UserNS)
+		return fail(fmt.Errorf("--userns %q: want keep-id (or leave it unset)", o.UserNS))
 	}
-	plan, err := planIDs(o.UserNS == "keep-id")
+	ids, err := planIDs(o.UserNS == "keep-id")
 	if err != nil {
-		return 125, err
+		return fail(err)
 	}
+	p := &RunPlan{opts: o, ids: ids, net: net}
 	user := o.User
 	if user == "" {
 		user = o.Config.User
@@ -107,14 +145,14 @@ func Run(o Options) (int, error) {
 	if o.UserNS == "keep-id" && user == "" && os.Getuid() != 0 {
 		user = strconv.Itoa(os.Getuid()) + ":" + strconv.Itoa(os.Getgid())
 	}
-	if plan.warning != "" {
-		o.Warn(plan.warning)
+	if ids.warning != "" {
+		p.Warnings = append(p.Warnings, ids.warning)
 	}
-	// Created before the container so the warning comes with validation.
 	cg, w := CgroupFor()
 	if w != "" {
-		o.Warn(w)
+		p.Warnings = append(p.Warnings, w)
 	}
+	p.cg = cg
 	wd := o.WorkingDir
 	if wd == "" {
 		wd = o.Config.WorkingDir
@@ -123,54 +161,60 @@ func Run(o Options) (int, error) {
 		wd = "/"
 	}
 	if !filepath.IsAbs(wd) {
-		return 125, fmt.Errorf("working directory %q: must be an absolute path", wd)
+		return fail(fmt.Errorf("working directory %q: must be an absolute path", wd))
 	}
 	if err := checkNameFree(o.Root, o.Name); err != nil {
-		return 125, err
+		return fail(err)
 	}
+	p.spec = Spec{
+		Mode:       modeRun,
+		ReadOnly:   o.ReadOnly,
+		NetNS:      net.NewNetNS(),
+		Mounts:     mounts,
+		Args:       args,
+		Env:        env,
+		WorkingDir: wd,
+		User:       user,
+		Caps:       caps,
+		Seccomp:    o.Seccomp,
+		Init:       o.Init,
+		TTY:        o.TTY,
+		Remove:     o.Remove,
+	}
+	if o.TTY && !hasEnv(p.spec.Env, "TERM") {
+		p.spec.Env = append(p.spec.Env, "TERM=xterm")
+	}
+	return p, nil
+}
 
-	// Past validation: from here on, every failure removes what it made.
-	c, rdir, lock, err := create(o, args)
+// Execute creates the planned container, runs it to completion and
+// returns its exit status; on strata's own failure it removes what it made.
+func (p *RunPlan) Execute() (int, error) {
+	o := p.opts
+	c, rdir, lock, err := create(o, p.spec.Args)
 	if err != nil {
 		return 125, err
 	}
 	defer lock.release()
-	hostname := c.Hostname
 	cleanup := func() {
 		removeTree(c.Dir)
 		os.RemoveAll(rdir)
 	}
-	if err := writeInitLayer(filepath.Join(c.Dir, "init"), hostname, net); err != nil {
+	if err := writeInitLayer(filepath.Join(c.Dir, "init"), c.Hostname, p.net); err != nil {
 		cleanup()
 		return 125, err
 	}
-	spec := &Spec{
-		Mode:         modeRun,
-		ID:           c.ID,
-		ContainerDir: c.Dir,
-		Lowers:       append([]string{filepath.Join(c.Dir, "init")}, o.Layers...),
-		Upper:        filepath.Join(c.Dir, "upper"),
-		Work:         filepath.Join(c.Dir, "work"),
-		Rootfs:       filepath.Join(rdir, "rootfs"),
-		ReadOnly:     o.ReadOnly,
-		Hostname:     hostname,
-		NetNS:        net.NewNetNS(),
-		Mounts:       mounts,
-		Args:         args,
-		Env:          append(env, "HOSTNAME="+hostname),
-		WorkingDir:   wd,
-		User:         user,
-		Caps:         caps,
-		Seccomp:      o.Seccomp,
-		Init:         o.Init,
-		TTY:          o.TTY,
-		Remove:       o.Remove,
-	}
-	if o.TTY && !hasEnv(spec.Env, "TERM") {
-		spec.Env = append(spec.Env, "TERM=xterm")
-	}
+	spec := p.spec
+	spec.ID = c.ID
+	spec.ContainerDir = c.Dir
+	spec.Lowers = append([]string{filepath.Join(c.Dir, "init")}, o.Layers...)
+	spec.Upper = filepath.Join(c.Dir, "upper")
+	spec.Work = filepath.Join(c.Dir, "work")
+	spec.Rootfs = filepath.Join(rdir, "rootfs")
+	spec.Hostname = c.Hostname
+	spec.Env = append(append([]string{}, spec.Env...), "HOSTNAME="+c.Hostname)
 
-	code, started, err := supervise(o, plan, spec, net, cg)
+	code, started, err := supervise(o, p.ids, &spec, p.net, p.cg)
 	if err != nil || !started {
 		cleanup()
 		if err == nil {
@@ -203,14 +247,6 @@ func CommandLine(cfg ImageConfig, entrypoint *[]string, args []string) []string 
 	return append(argv, cmd...)
 }
 
-func exitCodeOf(err error) int {
-	var ee *ExitError
-	if errors.As(err, &ee) {
-		return ee.Code
-	}
-	return 125
-}
-
 func hasEnv(env []string, key string) bool {
 	for _, e := range env {
 		if strings.HasPrefix(e, key+"=") {
@@ -232,6 +268,9 @@ func checkFuse() error {
 func checkNameFree(root, name string) error {
 	if name == "" {
 		return nil
+	}
+	if err := ValidateName(name); err != nil {
+		return err
 	}
 	cs, err := List(root)
 	if err != nil {
@@ -306,12 +345,6 @@ func create(o Options, args []string) (Container, string, *runLock, error) {
 	return c, rdir, lock, nil
 }
 
-// forwarded are the signals strata passes on to the container. SIGKILL and
-// SIGSTOP cannot be caught; a SIGKILL of strata still ends the container,
-// through Pdeathsig.
-var forwarded = []os.Signal{syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP, syscall.SIGQUIT,
-	syscall.SIGUSR1, syscall.SIGUSR2, syscall.SIGCONT, syscall.SIGALRM}
-
 // supervise starts the child, relays terminal I/O and signals, and waits.
 // started is false when setup failed before the command ran.
 func supervise(o Options, plan idPlan, spec *Spec, net Network, cg Cgroup) (code int, started bool, err error) {
@@ -346,9 +379,8 @@ func supervise(o Options, plan idPlan, spec *Spec, net Network, cg Cgroup) (code
 	if err != nil {
 		return 125, false, err
 	}
-	sigs := make(chan os.Signal, 16)
-	signal.Notify(sigs, forwarded...)
-	defer signal.Stop(sigs)
+	relay := catchForwarded()
+	defer relay.stop()
 
 	extra := []*os.File{errW}
 	if consoleChild != nil {
@@ -407,11 +439,7 @@ func supervise(o Options, plan idPlan, spec *Spec, net Network, cg Cgroup) (code
 	} else {
 		close(outDone)
 	}
-	go func() {
-		for s := range sigs {
-			cmd.Process.Signal(s)
-		}
-	}()
+	relay.to(cmd.Process)
 
 	setupErr := readSetupError(errR)
 	werr := cmd.Wait()
@@ -426,20 +454,8 @@ func supervise(o Options, plan idPlan, spec *Spec, net Network, cg Cgroup) (code
 	if setupErr != nil {
 		return setupErr.Code, false, &ExitError{Code: setupErr.Code, Err: errors.New(setupErr.Msg)}
 	}
-	code = 0
-	if werr != nil {
-		var ee *exec.ExitError
-		if !errors.As(werr, &ee) {
-			return 125, false, fmt.Errorf("wait for container: %w", werr)
-		}
-		ws := ee.Sys().(syscall.WaitStatus)
-		if ws.Signaled() {
-			code = 128 + int(ws.Signal())
-		} else {
-			code = ws.ExitStatus()
-		}
-	}
-	return code, true, nil
+	code, err = waitCode(werr, "container")
+	return code, err == nil, err
 }
 
 // readSetupError reads the error pipe to EOF: nothing means every re-exec

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"regexp"
 	"sort"
 	"strconv"
 	"strings"
@@ -202,6 +203,10 @@ func load(root, run, id string) (Container, error) {
 
 // Find returns the container whose name is ref, or whose ID starts with ref.
 func Find(root, ref string) (Container, error) {
+	if ref == "" {
+		// "" is a prefix of every ID: it must never pick one.
+		return Container{}, fmt.Errorf("container %q: empty container name or ID", ref)
+	}
 	cs, err := List(root)
 	if err != nil {
 		return Container{}, err
@@ -222,6 +227,19 @@ func Find(root, ref string) (Container, error) {
 		return hits[0], nil
 	}
 	return Container{}, fmt.Errorf("container id prefix %q is ambiguous; give more of it", ref)
+}
+
+// validName is Docker's rule for container names.
+var validName = regexp.MustCompile(`^[a-zA-Z0-9][a-zA-Z0-9_.-]*$`)
+
+// ValidateName refuses names Docker refuses: they must start with a letter
+// or digit and hold only letters, digits, '_', '.' and '-' (no '/', no
+// spaces, nothing a path or a flag could be made of).
+func ValidateName(name string) error {
+	if !validName.MatchString(name) {
+		return fmt.Errorf("container name %q: invalid; use letters, digits, '_', '.' and '-', starting with a letter or digit", name)
+	}
+	return nil
 }
 
 // Remove deletes a stopped container: its upper, work and init layers and

@@ -2,11 +2,14 @@ package rootless
 
 import (
 	"bufio"
+	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"os"
 	"os/exec"
 	"os/user"
+	"runtime"
 	"strconv"
 	"strings"
 	"syscall"
@@ -271,6 +274,67 @@ func removeTree(dir string) error {
 	}
 	if werr != nil {
 		return fmt.Errorf("remove %s: %w", dir, werr)
+	}
+	return nil
+}
+
+// runInUserNS runs strata's re-exec entry env with args in a new user
+// namespace mapped by plan, and waits for it. The entry calls waitMapped
+// before it relies on its ids: newuidmap writes the maps only once the
+// child exists.
+func runInUserNS(ctx context.Context, plan idPlan, env string, args ...string) error {
+	mappedR, mappedW, err := os.Pipe()
+	if err != nil {
+		return err
+	}
+	defer mappedW.Close()
+	cmd := exec.CommandContext(ctx, "/proc/self/exe", args...)
+	cmd.Env = append(os.Environ(), env+"=1")
+	cmd.ExtraFiles = []*os.File{mappedR}
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	cmd.SysProcAttr = &syscall.SysProcAttr{Cloneflags: syscall.CLONE_NEWUSER, Pdeathsig: syscall.SIGKILL}
+	// The maps are written after the exec, which drops the capabilities
+	// of a process whose uid is not yet mapped: ambient ones survive it
+	// (as in startChild).
+	for c := 0; c <= lastCap(); c++ {
+		cmd.SysProcAttr.AmbientCaps = append(cmd.SysProcAttr.AmbientCaps, uintptr(c))
+	}
+	if !plan.helpers {
+		cmd.SysProcAttr.UidMappings = toSys(plan.uids)
+		cmd.SysProcAttr.GidMappings = toSys(plan.gids)
+	}
+	// Pdeathsig follows the thread that forked.
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	err = cmd.Start()
+	mappedR.Close()
+	if err != nil {
+		return fmt.Errorf("start %s child: %w", env, err)
+	}
+	if plan.helpers {
+		if err := plan.writeMaps(cmd.Process.Pid); err != nil {
+			cmd.Process.Kill()
+			cmd.Wait()
+			return err
+		}
+	}
+	mappedW.Write([]byte{1})
+	mappedW.Close()
+	if err := cmd.Wait(); err != nil {
+		return fmt.Errorf("%s child: %w: %s", env, err, strings.TrimSpace(out.String()))
+	}
+	return nil
+}
+
+// waitMapped blocks until runInUserNS has written this process's id maps
+// (fd 3 gets a byte); an EOF instead means the parent gave up.
+func waitMapped() error {
+	f := os.NewFile(3, "mapped")
+	defer f.Close()
+	var b [1]byte
+	if n, _ := f.Read(b[:]); n != 1 {
+		return fmt.Errorf("the parent did not map ids")
 	}
 	return nil
 }

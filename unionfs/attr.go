@@ -7,6 +7,7 @@ import (
 
 	"github.com/hanwen/go-fuse/v2/fs"
 	"github.com/hanwen/go-fuse/v2/fuse"
+	"github.com/strata-run/strata/unionfs/ovl"
 	"golang.org/x/sys/unix"
 )
 
@@ -30,11 +31,13 @@ func (n *node) Setattr(ctx context.Context, f fs.FileHandle, in *fuse.SetAttrIn,
 	}
 	isLink := st.Mode&unix.S_IFMT == unix.S_IFLNK
 	override := l.override || !u.realOwners
-	var cur overrideStat
+	var cur ovl.Override
 	hasOverride := false
 	if override {
-		if v, ok := e.getxattrString(overrideXattr); ok {
-			cur, hasOverride = parseOverride(v)
+		if v, ok := e.getxattrString(ovl.OverrideXattr); ok {
+			var err error
+			cur, err = ovl.ParseOverride(v)
+			hasOverride = err == nil
 		}
 	}
 	mode, setMode := in.GetMode()
@@ -42,20 +45,23 @@ func (n *node) Setattr(ctx context.Context, f fs.FileHandle, in *fuse.SetAttrIn,
 	gid, setGID := in.GetGID()
 	if (setMode || setUID || setGID) && (hasOverride || !u.realOwners) && !isLink {
 		if !hasOverride {
-			cur = overrideStat{uid: st.Uid, gid: st.Gid, mode: st.Mode & 07777}
+			cur = ovl.Override{UID: st.Uid, GID: st.Gid, Mode: st.Mode, Rdev: st.Rdev}
+		}
+		if cur.Mode&unix.S_IFMT == 0 {
+			cur.Mode |= st.Mode & unix.S_IFMT
 		}
 		if setUID {
-			cur.uid = uid
+			cur.UID = uid
 		}
 		if setGID {
-			cur.gid = gid
+			cur.GID = gid
 		}
 		if setMode {
-			cur.mode = mode & 07777
+			cur.Mode = cur.Mode&unix.S_IFMT | mode&07777
 		} else if (setUID || setGID) && st.Mode&unix.S_IFMT == unix.S_IFREG {
-			cur.mode &^= unix.S_ISUID | unix.S_ISGID // as chown(2) clears them
+			cur.Mode &^= unix.S_ISUID | unix.S_ISGID // as chown(2) clears them
 		}
-		if errno := e.Setxattr(overrideXattr, []byte(cur.format()), 0); errno != 0 {
+		if errno := e.Setxattr(ovl.OverrideXattr, []byte(cur.Format()), 0); errno != 0 {
 			return errno
 		}
 	} else {
@@ -114,7 +120,7 @@ func (n *node) Setattr(ctx context.Context, f fs.FileHandle, in *fuse.SetAttrIn,
 // hiddenXattr: layer bookkeeping that the union must not show or let
 // callers change.
 func (u *unionFS) hiddenXattr(name string) bool {
-	return strings.HasPrefix(name, u.xattrPrefix) || name == overrideXattr
+	return strings.HasPrefix(name, u.xattrPrefix) || name == ovl.OverrideXattr
 }
 
 func (n *node) Getxattr(ctx context.Context, attr string, dest []byte) (uint32, syscall.Errno) {

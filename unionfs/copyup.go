@@ -5,6 +5,7 @@ import (
 	"strings"
 	"syscall"
 
+	"github.com/strata-run/strata/unionfs/ovl"
 	"golang.org/x/sys/unix"
 )
 
@@ -208,8 +209,8 @@ func (u *unionFS) copyEntry(l *layer, src entry, st *unix.Stat_t, dst entry) sys
 		}
 	} else if !l.override {
 		// The owner cannot be stored for real: keep it beside the file.
-		o := overrideStat{uid: st.Uid, gid: st.Gid, mode: mode}
-		dst.Setxattr(overrideXattr, []byte(o.format()), 0)
+		o := ovl.Override{UID: st.Uid, GID: st.Gid, Mode: st.Mode, Rdev: st.Rdev}
+		dst.Setxattr(ovl.OverrideXattr, []byte(o.Format()), 0)
 	}
 	if st.Mode&unix.S_IFMT != unix.S_IFLNK {
 		// After chown, which clears set-id bits.
@@ -240,7 +241,7 @@ func (u *unionFS) indexEntry(key string) entry { return entry{dir: u.idxFd, name
 // privateXattr reports xattrs that describe the layer, not the file, and
 // so must not travel with a copy-up.
 func (u *unionFS) privateXattr(name string) bool {
-	return strings.HasPrefix(name, "trusted.overlay.") || strings.HasPrefix(name, "user.overlay.")
+	return ovl.IsOverlayXattr(name)
 }
 
 // copyData copies a regular file by reflink where the filesystem shares

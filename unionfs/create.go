@@ -7,6 +7,7 @@ import (
 
 	"github.com/hanwen/go-fuse/v2/fs"
 	"github.com/hanwen/go-fuse/v2/fuse"
+	"github.com/strata-run/strata/unionfs/ovl"
 	"golang.org/x/sys/unix"
 )
 
@@ -37,10 +38,10 @@ func (u *unionFS) owner(ctx context.Context, parent *node) (uid, gid uint32, sgi
 // device at the name itself, by a ".wh." file beside it, or not at all.
 func (u *unionFS) whiteoutAt(e entry) (device, file bool) {
 	var st unix.Stat_t
-	if e.Stat(&st) == 0 && isWhiteout(&st) {
+	if e.Stat(&st) == 0 && ovl.IsWhiteoutDevice(&st) {
 		return true, false
 	}
-	if !u.charWhiteouts && e.sibling(whiteoutPrefix+e.name).exists() {
+	if !u.charWhiteouts && e.sibling(ovl.WhiteoutName(e.name)).exists() {
 		return false, true
 	}
 	return false, false
@@ -130,7 +131,7 @@ func (u *unionFS) placeEntry(ctx context.Context, parent *node, name string, mod
 		return errno
 	}
 	if wfile {
-		pd.at(whiteoutPrefix + name).Unlink(0)
+		pd.at(ovl.WhiteoutName(name)).Unlink(0)
 	}
 	return 0
 }
@@ -147,10 +148,10 @@ func (u *unionFS) lowerPositive(parent *node, name string) bool {
 			continue
 		}
 		var st unix.Stat_t
-		positive, hidden := d.at(name).Stat(&st) == 0, d.at(whiteoutPrefix+name).exists()
+		positive, hidden := d.at(name).Stat(&st) == 0, d.at(ovl.WhiteoutName(name)).exists()
 		d.Close()
 		if positive {
-			return !isWhiteout(&st)
+			return !ovl.IsWhiteoutDevice(&st)
 		}
 		if hidden {
 			return false
@@ -178,8 +179,8 @@ func (u *unionFS) setNewOwner(ctx context.Context, parent *node, e entry, mode, 
 		var st unix.Stat_t
 		e.Stat(&st)
 		if st.Uid != uid || st.Gid != gid || perm&^0o777 != 0 {
-			o := overrideStat{uid: uid, gid: gid, mode: perm}
-			if errno := e.Setxattr(overrideXattr, []byte(o.format()), 0); errno != 0 {
+			o := ovl.Override{UID: uid, GID: gid, Mode: mode&unix.S_IFMT | perm}
+			if errno := e.Setxattr(ovl.OverrideXattr, []byte(o.Format()), 0); errno != 0 {
 				return errno
 			}
 		}

@@ -7,6 +7,7 @@ import (
 
 	"github.com/hanwen/go-fuse/v2/fs"
 	"github.com/hanwen/go-fuse/v2/fuse"
+	"github.com/strata-run/strata/unionfs/ovl"
 	"golang.org/x/sys/unix"
 )
 
@@ -47,7 +48,7 @@ func (f *file) Getattr(ctx context.Context, out *fuse.AttrOut) syscall.Errno {
 	if f.l.override {
 		// The open file itself, not a path to it: nothing to resolve.
 		var buf [256]byte
-		if sz, err := unix.Fgetxattr(f.fd, overrideXattr, buf[:]); err == nil {
+		if sz, err := unix.Fgetxattr(f.fd, ovl.OverrideXattr, buf[:]); err == nil {
 			applyOverrideValue(string(buf[:sz]), &st)
 		}
 	}

@@ -1,13 +1,12 @@
 package unionfs
 
 import (
-	"encoding/binary"
-	"encoding/hex"
 	"fmt"
 	"strconv"
 	"strings"
 	"syscall"
 
+	"github.com/strata-run/strata/unionfs/ovl"
 	"golang.org/x/sys/unix"
 )
 
@@ -60,18 +59,14 @@ func originHandle(e entry) ([]byte, bool) {
 	if err != nil {
 		return nil, false
 	}
-	fid := h.Bytes()
-	fb := make([]byte, 0, 21+len(fid))
-	fb = append(fb, 0, 0xfb, byte(21+len(fid)), 0, byte(h.Type()))
-	fb = append(fb, make([]byte, 16)...)
-	return append(fb, fid...), true
+	return ovl.EncodeOrigin(h.Type(), h.Bytes()), true
 }
 
 // indexKey names the index entry of lower file e in l.
 func (u *unionFS) indexKey(l *layer, e entry, raw uint64) string {
 	if u.kernelIndex {
 		if fb, ok := originHandle(e); ok {
-			return hex.EncodeToString(fb)
+			return ovl.IndexName(fb)
 		}
 	}
 	return strconv.FormatUint(l.dev, 10) + "-" + strconv.FormatUint(raw, 10)
@@ -104,7 +99,7 @@ func (u *unionFS) indexed(key string) *indexEntry {
 
 // readNlink reads the union link count of an index entry.
 func (u *unionFS) readNlink(key string, st *unix.Stat_t) int {
-	if v, ok := u.indexEntry(key).getxattrString(u.xattrPrefix + "nlink"); ok && len(v) >= 2 {
+	if v, ok := u.indexEntry(key).getxattrString(u.xattrPrefix + ovl.Nlink); ok && len(v) >= 2 {
 		if d, err := strconv.Atoi(v[1:]); err == nil {
 			if v[0] == 'U' {
 				return int(st.Nlink) + d
@@ -123,11 +118,11 @@ func (u *unionFS) indexOfUpper(e entry, raw uint64) string {
 	if key != "" || !u.kernelIndex {
 		return key
 	}
-	origin, ok := e.getxattrString(u.xattrPrefix + "origin")
+	origin, ok := e.getxattrString(u.xattrPrefix + ovl.Origin)
 	if !ok {
 		return ""
 	}
-	key = hex.EncodeToString([]byte(origin))
+	key = ovl.IndexName([]byte(origin))
 	var st unix.Stat_t
 	if u.indexEntry(key).Stat(&st) != 0 || st.Ino != raw {
 		return ""
@@ -144,15 +139,15 @@ func (u *unionFS) markIndexCopy(tmp entry, key string, nlink int) syscall.Errno 
 	if !u.kernelIndex || strings.Contains(key, "-") {
 		return 0
 	}
-	fb, err := hex.DecodeString(key)
-	if err != nil {
+	fb, ok := ovl.ParseIndexName(key)
+	if !ok {
 		return 0
 	}
-	if errno := tmp.Setxattr(u.xattrPrefix+"origin", fb, 0); errno != 0 {
+	if errno := tmp.Setxattr(u.xattrPrefix+ovl.Origin, fb, 0); errno != 0 {
 		return errno
 	}
 	// The copy alone has one link; the union has nlink names.
-	return tmp.Setxattr(u.xattrPrefix+"nlink", []byte(fmt.Sprintf("U%+d", nlink-1)), 0)
+	return tmp.Setxattr(u.xattrPrefix+ovl.Nlink, []byte(fmt.Sprintf("U%+d", nlink-1)), 0)
 }
 
 // syncIndexNlink stores the union link count of key relative to the upper
@@ -173,7 +168,7 @@ func (u *unionFS) syncIndexNlink(key string) {
 	u.inoMu.Lock()
 	v := fmt.Sprintf("U%+d", e.nlink-int(st.Nlink))
 	u.inoMu.Unlock()
-	ie.Setxattr(u.xattrPrefix+"nlink", []byte(v), 0)
+	ie.Setxattr(u.xattrPrefix+ovl.Nlink, []byte(v), 0)
 }
 
 // addLinks changes the union link count of an indexed file.
@@ -196,11 +191,11 @@ func (u *unionFS) learnOrigin(e entry, raw uint64) {
 	if known {
 		return
 	}
-	fb, ok := e.getxattrString(u.xattrPrefix + "origin")
-	if !ok || len(fb) < 25 || fb[1] != 0xfb || (fb[4] != 1 && fb[4] != 2) {
+	fb, ok := e.getxattrString(u.xattrPrefix + ovl.Origin)
+	if !ok {
 		return
 	}
-	fid := []byte(fb[21:])
-	origin := uint64(binary.LittleEndian.Uint32(fid[:4]))
-	u.rememberOrigin(raw, origin|u.upper.inoTag)
+	if origin, ok := ovl.OriginIno([]byte(fb)); ok {
+		u.rememberOrigin(raw, origin|u.upper.inoTag)
+	}
 }

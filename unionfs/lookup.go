@@ -1,11 +1,10 @@
 package unionfs
 
 import (
-	"strconv"
-	"strings"
 	"syscall"
 
 	"github.com/hanwen/go-fuse/v2/fuse"
+	"github.com/strata-run/strata/unionfs/ovl"
 	"golang.org/x/sys/unix"
 )
 
@@ -36,13 +35,6 @@ func (r *resolved) close() {
 	r.up, r.low = entry{dir: -1}, entry{dir: -1}
 }
 
-const whiteoutPrefix = ".wh."
-const opaqueMarker = ".wh..wh..opq"
-
-func isWhiteout(st *unix.Stat_t) bool {
-	return st.Mode&unix.S_IFMT == unix.S_IFCHR && st.Rdev == 0
-}
-
 func join(dir, name string) string {
 	if dir == "." || dir == "" {
 		return name
@@ -54,20 +46,20 @@ func join(dir, name string) string {
 func (u *unionFS) isOpaque(l *layer, e entry) bool {
 	if l.upper {
 		v, ok := e.getxattrString(u.opaqueXattr)
-		return ok && v == "y"
+		return ok && ovl.IsOpaqueValue([]byte(v))
 	}
 	// Lowers may come from either kind of mount, or from OCI tarballs. One
 	// listxattr answers for both xattr names on the many directories that
 	// carry no xattrs at all.
 	var names [512]byte
 	if sz, errno := e.Listxattr(names[:]); errno == 0 && sz > 0 || errno == syscall.ERANGE {
-		for _, name := range []string{u.opaqueXattr, "user.overlay.opaque", "trusted.overlay.opaque"} {
-			if v, ok := e.getxattrString(name); ok && v == "y" {
+		for _, name := range []string{u.opaqueXattr, ovl.UserPrefix + ovl.Opaque, ovl.TrustedPrefix + ovl.Opaque} {
+			if v, ok := e.getxattrString(name); ok && ovl.IsOpaqueValue([]byte(v)) {
 				return true
 			}
 		}
 	}
-	fd, err := openat2Beneath(e.dir, e.name+"/"+opaqueMarker, unix.O_PATH|unix.O_NOFOLLOW)
+	fd, err := openat2Beneath(e.dir, e.name+"/"+ovl.OpaqueMarker, unix.O_PATH|unix.O_NOFOLLOW)
 	if err != nil {
 		return false
 	}
@@ -100,7 +92,7 @@ func (u *unionFS) resolve(parent *node, name string, full bool) (r resolved, err
 		r.up = entry{dir: d.fd, name: name, own: d.own}
 		switch e := r.up.Stat(&r.st); e {
 		case 0:
-			if isWhiteout(&r.st) {
+			if ovl.IsWhiteoutDevice(&r.st) {
 				return r, syscall.ENOENT
 			}
 			found, r.hasUpper, r.layer = true, true, u.upper
@@ -113,7 +105,7 @@ func (u *unionFS) resolve(parent *node, name string, full bool) (r resolved, err
 				return r, 0
 			}
 		case syscall.ENOENT:
-			if !u.charWhiteouts && r.up.sibling(whiteoutPrefix+name).exists() {
+			if !u.charWhiteouts && r.up.sibling(ovl.WhiteoutName(name)).exists() {
 				return r, syscall.ENOENT
 			}
 		default:
@@ -153,14 +145,14 @@ func (u *unionFS) resolveLower(r *resolved, li int, le entry, found, isDir *bool
 	switch e := le.Stat(&st); e {
 	case 0:
 	case syscall.ENOENT, syscall.ENOTDIR:
-		if le.sibling(whiteoutPrefix + le.name).exists() {
+		if le.sibling(ovl.WhiteoutName(le.name)).exists() {
 			return true, boolErrno(*found)
 		}
 		return false, 0
 	default:
 		return true, e
 	}
-	if isWhiteout(&st) {
+	if ovl.IsWhiteoutDevice(&st) {
 		return true, boolErrno(*found)
 	}
 	// Entries of OCI whiteout files themselves never show.
@@ -198,103 +190,22 @@ func boolInt(b bool) int {
 	return 0
 }
 
-// overrideStat is user.containers.override_stat: "uid:gid:mode[:type]",
-// mode in octal (permission and set-id bits), type as containers/storage
-// writes it ("file", "dir", "symlink", "pipe", "socket", "block-MAJ-MIN",
-// "char-MAJ-MIN").
-type overrideStat struct {
-	uid, gid uint32
-	mode     uint32 // permission bits only
-	typ      uint32 // S_IF* or 0 when absent
-	rdev     uint64
-}
-
-func parseOverride(v string) (o overrideStat, ok bool) {
-	f := strings.Split(strings.TrimRight(v, "\x00\n"), ":")
-	if len(f) < 3 {
-		return o, false
-	}
-	uid, e1 := strconv.ParseUint(f[0], 10, 32)
-	gid, e2 := strconv.ParseUint(f[1], 10, 32)
-	mode, e3 := strconv.ParseUint(f[2], 8, 32)
-	if e1 != nil || e2 != nil || e3 != nil {
-		return o, false
-	}
-	o.uid, o.gid, o.mode = uint32(uid), uint32(gid), uint32(mode)
-	if m := uint32(mode) & unix.S_IFMT; m != 0 {
-		o.typ = m
-		o.mode &^= unix.S_IFMT
-	}
-	if len(f) >= 4 {
-		t := f[3]
-		switch {
-		case t == "file":
-			o.typ = unix.S_IFREG
-		case t == "dir":
-			o.typ = unix.S_IFDIR
-		case t == "symlink":
-			o.typ = unix.S_IFLNK
-		case t == "pipe":
-			o.typ = unix.S_IFIFO
-		case t == "socket":
-			o.typ = unix.S_IFSOCK
-		case strings.HasPrefix(t, "block-"), strings.HasPrefix(t, "char-"):
-			parts := strings.Split(t, "-")
-			if len(parts) == 3 {
-				maj, _ := strconv.ParseUint(parts[1], 10, 32)
-				mnr, _ := strconv.ParseUint(parts[2], 10, 32)
-				o.rdev = unix.Mkdev(uint32(maj), uint32(mnr))
-			}
-			o.typ = unix.S_IFCHR
-			if parts[0] == "block" {
-				o.typ = unix.S_IFBLK
-			}
-		}
-	}
-	return o, true
-}
-
-func (o overrideStat) format() string {
-	s := strconv.FormatUint(uint64(o.uid), 10) + ":" + strconv.FormatUint(uint64(o.gid), 10) +
-		":0" + strconv.FormatUint(uint64(o.mode&07777), 8)
-	switch o.typ {
-	case unix.S_IFCHR:
-		s += ":char-" + strconv.Itoa(int(unix.Major(o.rdev))) + "-" + strconv.Itoa(int(unix.Minor(o.rdev)))
-	case unix.S_IFBLK:
-		s += ":block-" + strconv.Itoa(int(unix.Major(o.rdev))) + "-" + strconv.Itoa(int(unix.Minor(o.rdev)))
-	case unix.S_IFIFO:
-		s += ":pipe"
-	case unix.S_IFSOCK:
-		s += ":socket"
-	}
-	return s
-}
-
 // applyOverride rewrites st from the override xattr of e in l, if any.
 func applyOverride(l *layer, e entry, st *unix.Stat_t) {
 	if !l.override {
 		return
 	}
-	if v, ok := e.getxattrString(overrideXattr); ok {
+	if v, ok := e.getxattrString(ovl.OverrideXattr); ok {
 		applyOverrideValue(v, st)
 	}
 }
 
-// applyOverrideValue rewrites st from an override xattr's value.
+// applyOverrideValue rewrites st from an override xattr's value; one that
+// cannot be read leaves st as it is on disk.
 func applyOverrideValue(v string, st *unix.Stat_t) {
-	o, ok := parseOverride(v)
-	if !ok {
-		return
+	if o, err := ovl.ParseOverride(v); err == nil {
+		o.Apply(st)
 	}
-	st.Uid, st.Gid = o.uid, o.gid
-	typ := st.Mode & unix.S_IFMT
-	if o.typ != 0 && typ == unix.S_IFREG && (o.typ == unix.S_IFCHR || o.typ == unix.S_IFBLK || o.typ == unix.S_IFIFO || o.typ == unix.S_IFSOCK) {
-		// A device the unpacking user could not create: an empty file
-		// that stands for it.
-		typ = o.typ
-		st.Rdev = o.rdev
-	}
-	st.Mode = typ | o.mode&07777
 }
 
 func statToAttr(st *unix.Stat_t, a *fuse.Attr) {

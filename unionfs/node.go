@@ -174,9 +174,8 @@ func (u *unionFS) newChild(ctx context.Context, parent *node, name string, r *re
 			u.learnOrigin(r.up, r.st.Ino)
 		}
 		ino = u.ino(u.upper, r.st.Ino)
-		if r.st.Mode&unix.S_IFMT == unix.S_IFDIR && !r.opaque && r.lower >= 0 {
-			// A copied-up directory keeps its lower origin's number.
-			ino = u.ino(u.layers[r.lower], r.lowerIno)
+		if r.st.Mode&unix.S_IFMT == unix.S_IFDIR && r.lower >= 0 {
+			ino = u.upperDirIno(ino, r.opaque, u.layers[r.lower], r.lowerIno)
 		}
 		if isReg && r.st.Nlink > 1 {
 			indexKey = u.indexOfUpper(r.up, r.st.Ino)

@@ -80,6 +80,11 @@ type Options struct {
 	DirectMount bool
 	Debug       bool
 	Logger      *slog.Logger // nil: discard
+	// MountFlags are the suid/nosuid, dev/nodev and exec/noexec options as
+	// given, last one winning. They take effect for real root only (what
+	// containers-storage asks for rootful podman); any other mount stays
+	// nosuid,nodev, the safe default.
+	MountFlags []string
 }
 
 // ReadOnly reports whether the union has no upper layer.
@@ -143,7 +148,9 @@ func ParseOverlayOptions(o *Options, spec string) error {
 			} else {
 				o.Speed.UpperTimeout = d
 			}
-		case "noacl", "acl", "rw", "suid", "nosuid", "dev", "nodev", "exec", "noexec",
+		case "suid", "nosuid", "dev", "nodev", "exec", "noexec":
+			o.MountFlags = append(o.MountFlags, key)
+		case "noacl", "acl", "rw",
 			"default_permissions", "index", "metacopy", "volatile", "xino",
 			"squash_to_root", "squash_to_uid", "squash_to_gid", "uidmapping", "gidmapping",
 			"static_nlink", "noatime", "relatime", "context", "timeout", "threaded",

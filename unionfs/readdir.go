@@ -8,6 +8,7 @@ import (
 
 	"github.com/hanwen/go-fuse/v2/fs"
 	"github.com/hanwen/go-fuse/v2/fuse"
+	"github.com/strata-run/strata/unionfs/ovl"
 	"golang.org/x/sys/unix"
 )
 
@@ -222,13 +223,15 @@ func (u *unionFS) mergedAt(n *node, ud dirRef) ([]fuse.DirEntry, syscall.Errno) 
 		errno := readDirFd(dfd, func(e rawDirent) {
 			if e.typ == unix.DT_CHR {
 				var st unix.Stat_t
-				if ud.at(e.name).Stat(&st) == 0 && isWhiteout(&st) {
+				if ud.at(e.name).Stat(&st) == 0 && ovl.IsWhiteoutDevice(&st) {
 					hidden[e.name] = true
 					return
 				}
 			}
-			if !u.charWhiteouts && strings.HasPrefix(e.name, whiteoutPrefix) {
-				hidden[e.name[len(whiteoutPrefix):]] = true
+			if !u.charWhiteouts && strings.HasPrefix(e.name, ovl.WhiteoutPrefix) {
+				if target, ok := ovl.WhiteoutTarget(e.name); ok {
+					hidden[target] = true
+				}
 				return
 			}
 			hidden[e.name] = true
@@ -257,23 +260,20 @@ func (u *unionFS) mergedAt(n *node, ud dirRef) ([]fuse.DirEntry, syscall.Errno) 
 		}
 		ld := dirRef{fd: dfd}
 		errno := readDirFd(dfd, func(e rawDirent) {
-			if strings.HasPrefix(e.name, whiteoutPrefix) {
-				if e.name == opaqueMarker {
-					opq = true
-				} else {
-					name := e.name[len(whiteoutPrefix):]
-					layerHidden = append(layerHidden, name)
-					delete(upperDirs, name)
-				}
+			if e.name == ovl.OpaqueMarker {
+				opq = true
+				return
+			}
+			if name, ok := ovl.WhiteoutTarget(e.name); ok {
+				layerHidden = append(layerHidden, name)
+				delete(upperDirs, name)
 				return
 			}
 			if i, ok := upperDirs[e.name]; ok {
-				// A copied-up directory shows its origin's inode number,
-				// unless it became opaque (then it is a new directory); the
-				// first lower entry of the name decides, as in lookup.
+				// The first lower entry of the name decides, as in lookup.
 				delete(upperDirs, e.name)
-				if e.typ == unix.DT_DIR && !u.isOpaque(u.upper, ud.at(e.name)) {
-					out[i].Ino = u.ino(l, e.ino)
+				if e.typ == unix.DT_DIR {
+					out[i].Ino = u.upperDirIno(out[i].Ino, u.isOpaque(u.upper, ud.at(e.name)), l, e.ino)
 				}
 				return
 			}
@@ -282,7 +282,7 @@ func (u *unionFS) mergedAt(n *node, ud dirRef) ([]fuse.DirEntry, syscall.Errno) 
 			}
 			if e.typ == unix.DT_CHR {
 				var st unix.Stat_t
-				if ld.at(e.name).Stat(&st) == 0 && isWhiteout(&st) {
+				if ld.at(e.name).Stat(&st) == 0 && ovl.IsWhiteoutDevice(&st) {
 					layerHidden = append(layerHidden, e.name)
 					return
 				}

@@ -5,6 +5,7 @@ import (
 	"syscall"
 
 	"github.com/hanwen/go-fuse/v2/fs"
+	"github.com/strata-run/strata/unionfs/ovl"
 	"golang.org/x/sys/unix"
 )
 
@@ -189,7 +190,7 @@ func (u *unionFS) writeWhiteout(e entry) syscall.Errno {
 		}
 		return errno
 	}
-	fd, errno := e.sibling(whiteoutPrefix+e.name).Open(unix.O_CREAT|unix.O_WRONLY, 0o600)
+	fd, errno := e.sibling(ovl.WhiteoutName(e.name)).Open(unix.O_CREAT|unix.O_WRONLY, 0o600)
 	if errno != 0 {
 		return errno
 	}

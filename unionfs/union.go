@@ -13,6 +13,7 @@ import (
 
 	"github.com/hanwen/go-fuse/v2/fs"
 	"github.com/hanwen/go-fuse/v2/fuse"
+	"github.com/strata-run/strata/unionfs/ovl"
 	"golang.org/x/sys/unix"
 )
 
@@ -82,8 +83,6 @@ type unionFS struct {
 	nodes   map[uint64]*node
 }
 
-const overrideXattr = "user.containers.override_stat"
-
 func newUnionFS(opts Options) (*unionFS, error) {
 	u := &unionFS{opts: opts, log: opts.Logger, workFd: -1, idxFd: -1,
 		copiedUp: map[uint64]uint64{}, nodes: map[uint64]*node{}, index: map[string]*indexEntry{}, indexByIno: map[uint64]string{}}
@@ -138,7 +137,7 @@ func openLayer(path string, upper bool) (*layer, error) {
 		return nil, err
 	}
 	l := &layer{path: path, fd: fd, dev: st.Dev, upper: upper, procPrefix: "/proc/self/fd/" + strconv.Itoa(fd) + "/"}
-	if _, errno := (entry{dir: fd, name: "."}).Getxattr(overrideXattr, nil); errno == 0 {
+	if _, errno := (entry{dir: fd, name: "."}).Getxattr(ovl.OverrideXattr, nil); errno == 0 {
 		l.override = true
 	}
 	return l, nil
@@ -159,12 +158,9 @@ func (u *unionFS) tagInodes() {
 
 // probe decides, by trying, what the upper filesystem lets this process do.
 func (u *unionFS) probe() error {
-	u.xattrPrefix = "trusted.overlay."
-	if u.opts.UserXattr {
-		u.xattrPrefix = "user.overlay."
-	}
+	u.xattrPrefix = ovl.XattrPrefix(u.opts.UserXattr)
 	if u.upper == nil {
-		u.opaqueXattr = u.xattrPrefix + "opaque"
+		u.opaqueXattr = u.xattrPrefix + ovl.Opaque
 		u.realOwners = u.opts.Ownership != OwnershipXattr
 		return nil
 	}
@@ -185,13 +181,13 @@ func (u *unionFS) probe() error {
 		if fd, errno := probe.Open(unix.O_CREAT|unix.O_WRONLY, 0o600); errno == 0 {
 			unix.Close(fd)
 		}
-		if probe.Setxattr("trusted.overlay.probe", []byte("y"), 0) != 0 {
-			u.xattrPrefix = "user.overlay."
+		if probe.Setxattr(ovl.TrustedPrefix+"probe", []byte("y"), 0) != 0 {
+			u.xattrPrefix = ovl.UserPrefix
 			u.opts.UserXattr = true
 		}
 		probe.Unlink(0)
 	}
-	u.opaqueXattr = u.xattrPrefix + "opaque"
+	u.opaqueXattr = u.xattrPrefix + ovl.Opaque
 	if err := u.openIndex(work); err != nil {
 		return err
 	}
@@ -252,6 +248,13 @@ func clearDir(dir int) syscall.Errno {
 	return errno
 }
 
+// inInitialUserNS reports whether this process is in the host's user
+// namespace, where root's mount flags mean what they say.
+func inInitialUserNS() bool {
+	data, err := os.ReadFile("/proc/self/uid_map")
+	return err == nil && strings.Join(strings.Fields(string(data)), " ") == "0 0 4294967295"
+}
+
 // manyIDsMapped reports whether this user namespace maps more than one uid,
 // i.e. whether chown to arbitrary owners can work at all.
 func manyIDsMapped() bool {
@@ -295,6 +298,17 @@ func (u *unionFS) ino(l *layer, raw uint64) uint64 {
 		}
 	}
 	return raw | l.inoTag
+}
+
+// upperDirIno is the number of a directory with an upper part (upperIno)
+// whose topmost lower entry is a directory of l numbered lowerRaw: a
+// copied-up directory keeps its origin's number, as overlayfs's does; an
+// opaque one is a new directory and keeps its own.
+func (u *unionFS) upperDirIno(upperIno uint64, opaque bool, l *layer, lowerRaw uint64) uint64 {
+	if opaque {
+		return upperIno
+	}
+	return u.ino(l, lowerRaw)
 }
 
 func (u *unionFS) forgetOrigin(upperRaw uint64) {
@@ -358,6 +372,11 @@ func (u *unionFS) mount(mnt string) (*fuse.Server, error) {
 		// A root-run union serves every user, as a kernel overlay would;
 		// permissions are the kernel's (default_permissions).
 		mo.AllowOther = true
+		if inInitialUserNS() {
+			// go-fuse turns these into mount(2) flags over its default
+			// MS_NOSUID|MS_NODEV.
+			mo.Options = append(mo.Options, u.opts.MountFlags...)
+		}
 	}
 	// No global entry or attribute timeouts: each reply sets its own
 	// (see setTimeouts), and some must be exactly 0, which go-fuse would

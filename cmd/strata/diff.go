@@ -3,6 +3,8 @@ package main
 import (
 	"fmt"
 
+	"github.com/strata-run/strata/rootless"
+
 	"github.com/spf13/cobra"
 )
 
@@ -16,11 +18,7 @@ func newDiffCmd(g *globalOptions) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			dir, err := store.FindContainer(args[0])
-			if err != nil {
-				return err
-			}
-			changes, err := store.Diff(dir)
+			changes, err := rootless.Diff(store, g.storeRoot(), args[0])
 			if err != nil {
 				return err
 			}

@@ -3,7 +3,9 @@ package main
 import (
 	"fmt"
 	"io"
+	"math"
 	"os"
+	"strconv"
 	"sync"
 
 	"github.com/strata-run/strata/image"
@@ -11,6 +13,35 @@ import (
 	"github.com/vbauerster/mpb/v8/decor"
 	"golang.org/x/term"
 )
+
+// envMaxLayerSize overrides image.DefaultMaxLayerSize: bytes, or a number
+// with a K, M, G or T suffix (powers of 1024).
+const envMaxLayerSize = "STRATA_MAX_LAYER_SIZE"
+
+// parseSize reads "1048576", "512M", "64G", "1T".
+func parseSize(v string) (int64, error) {
+	shift := 0
+	if i := len(v) - 1; i > 0 {
+		switch v[i] {
+		case 'K', 'k':
+			shift = 10
+		case 'M', 'm':
+			shift = 20
+		case 'G', 'g':
+			shift = 30
+		case 'T', 't':
+			shift = 40
+		}
+		if shift != 0 {
+			v = v[:i]
+		}
+	}
+	n, err := strconv.ParseInt(v, 10, 64)
+	if err != nil || n <= 0 || n > math.MaxInt64>>shift {
+		return 0, fmt.Errorf("want a positive size in bytes, or with a K, M, G or T suffix")
+	}
+	return n << shift, nil
+}
 
 // layerBars draws one progress bar per layer on w, unless quiet or w is
 // not a terminal. Call wait when the transfer is over.

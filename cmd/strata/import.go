@@ -3,6 +3,9 @@ package main
 import (
 	"fmt"
 
+	"github.com/strata-run/strata/image"
+	"github.com/strata-run/strata/rootless"
+
 	"github.com/spf13/cobra"
 )
 
@@ -21,7 +24,11 @@ rootless container. The image gets PATH and runs /bin/sh by default.`,
 			if err != nil {
 				return err
 			}
-			img, err := store.Import(args[0], args[1])
+			uids, gids, err := rootless.ImportIDs()
+			if err != nil {
+				return err
+			}
+			img, err := store.Import(args[0], args[1], image.LayerOptions{UIDs: uids, GIDs: gids})
 			if err != nil {
 				return err
 			}

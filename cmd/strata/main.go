@@ -13,7 +13,6 @@ import (
 	"syscall"
 
 	"github.com/strata-run/strata/bench"
-	"github.com/strata-run/strata/image"
 	"github.com/strata-run/strata/rootless"
 )
 
@@ -26,7 +25,7 @@ var reexecEntries = []struct {
 	{rootless.EnvChild, func() { os.Exit(rootless.Child()) }},
 	{rootless.EnvInit, func() { os.Exit(rootless.Init()) }},
 	{bench.WorkerEnv, benchWorker},
-	{image.EnvTarUpper, tarUpperChild},
+	{rootless.EnvTarUpper, tarUpperChild},
 }
 
 func main() {
@@ -37,7 +36,8 @@ func main() {
 		}
 	}
 	// One context for the whole run: Ctrl-C or SIGTERM cancels it, and
-	// the commands that watch it (pull, bench, mount-image) wind down.
+	// the commands that watch it (pull, bench, mount-image, commit) wind
+	// down.
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	code := execute(ctx, os.Args[1:], os.Stdout, os.Stderr)
 	stop()

@@ -31,9 +31,21 @@ func (g *globalOptions) storeRoot() string {
 	return rootless.DefaultRoot()
 }
 
-// openImageStore opens the image store at --root.
+// openImageStore opens the image store at --root, with the layer size
+// limit $STRATA_MAX_LAYER_SIZE sets, if any.
 func (g *globalOptions) openImageStore() (*image.Store, error) {
-	return image.Open(g.storeRoot())
+	s, err := image.Open(g.storeRoot())
+	if err != nil {
+		return nil, err
+	}
+	if v := os.Getenv(envMaxLayerSize); v != "" {
+		n, err := parseSize(v)
+		if err != nil {
+			return nil, fmt.Errorf("%s=%q: %w", envMaxLayerSize, v, err)
+		}
+		s.MaxLayerSize = n
+	}
+	return s, nil
 }
 
 func newRootCmd() *cobra.Command {

@@ -58,7 +58,7 @@ func TestRootCmdsIndependent(t *testing.T) {
 }
 
 func TestOnlyContextAwareCommandsKeepSignals(t *testing.T) {
-	want := map[string]bool{"pull": true, "bench": true, "mount-image": true}
+	want := map[string]bool{"pull": true, "bench": true, "mount-image": true, "commit": true}
 	for _, c := range newRootCmd().Commands() {
 		if got := watchesContext(c); got != want[c.Name()] {
 			t.Errorf("%s: watches its context = %v, want %v", c.Name(), got, want[c.Name()])
