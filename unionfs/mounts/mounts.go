@@ -195,23 +195,24 @@ func Unmount(path string, lazy bool) error {
 // server behind it keeps running until the last open file closes.
 var ErrDetached = errors.New("still busy, detached lazily")
 
-// UnmountWait unmounts path with umount(2), retrying for up to patience
-// while the mount is busy (the kernel may still be releasing files a
-// workload just closed), then detaches it, so nothing is left mounted
-// either way. The error names the last failure of the plain unmount; it
-// wraps ErrDetached when the detach took the mount away.
+// UnmountWait unmounts path with umount(2), retrying every 25ms while the
+// mount is busy (the kernel may still be releasing files a workload just
+// closed), patience/25ms times: tries, not a deadline, so a loaded machine
+// gets as many chances as an idle one. Then it detaches the mount, so
+// nothing is left mounted either way. The error names the last failure of
+// the plain unmount; it wraps ErrDetached when the detach took the mount
+// away.
 func UnmountWait(path string, patience time.Duration) error {
 	const poll = 25 * time.Millisecond
-	deadline := time.Now().Add(patience)
 	var err error
-	for {
-		if err = unix.Unmount(path, 0); err == nil {
-			return nil
-		}
-		if err != unix.EBUSY || !time.Now().Before(deadline) {
+	for tries := max(1, int(patience/poll)); tries > 0; tries-- {
+		if err = unix.Unmount(path, 0); err != unix.EBUSY {
 			break
 		}
 		time.Sleep(poll)
+	}
+	if err == nil {
+		return nil
 	}
 	if derr := unix.Unmount(path, unix.MNT_DETACH); derr == nil {
 		return fmt.Errorf("unmount %s: %w; %w", path, err, ErrDetached)

@@ -1,9 +1,14 @@
 package mounts
 
 import (
+	"errors"
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 func TestUnescape(t *testing.T) {
@@ -94,5 +99,36 @@ func TestUnmountNotMounted(t *testing.T) {
 	err := Unmount(dir, false)
 	if err == nil || !strings.Contains(err.Error(), "not mounted") || !strings.Contains(err.Error(), dir) {
 		t.Errorf("Unmount(%s) = %v, want a \"not mounted\" error naming the path", dir, err)
+	}
+}
+
+func TestUnmountWaitBusyThenDetached(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("mounting a tmpfs needs root")
+	}
+	dir := t.TempDir()
+	if err := unix.Mount("tmpfs", dir, "tmpfs", 0, "size=1m"); err != nil {
+		t.Skip("mount tmpfs:", err)
+	}
+	f, err := os.Create(filepath.Join(dir, "held"))
+	if err != nil {
+		unix.Unmount(dir, unix.MNT_DETACH)
+		t.Fatal(err)
+	}
+	defer f.Close()
+	start := time.Now()
+	err = UnmountWait(dir, 100*time.Millisecond)
+	if !errors.Is(err, unix.EBUSY) || !errors.Is(err, ErrDetached) || !strings.Contains(err.Error(), dir) {
+		t.Errorf("UnmountWait of a busy mount: %v; want EBUSY and ErrDetached, naming %s", err, dir)
+	}
+	if d := time.Since(start); d < 100*time.Millisecond {
+		t.Errorf("gave up after %v, want at least the patience of 100ms", d)
+	}
+	if IsMountpoint(dir) {
+		t.Errorf("%s still mounted after the detach", dir)
+		unix.Unmount(dir, unix.MNT_DETACH)
+	}
+	if err := UnmountWait(dir, 0); !errors.Is(err, unix.EINVAL) || errors.Is(err, ErrDetached) {
+		t.Errorf("UnmountWait of no mount: %v, want EINVAL and no detach", err)
 	}
 }
