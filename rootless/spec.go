@@ -67,7 +67,7 @@ const (
 	modeRemove = "remove"
 )
 
-// Re-exec entry points. cmd/strata registers them with registerReexec.
+// Re-exec entry points. cmd/strata dispatches them in main (reexecEntries).
 const (
 	EnvChild = "_STRATA_ROOTLESS_CHILD"
 	EnvInit  = "_STRATA_ROOTLESS_INIT"
