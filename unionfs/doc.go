@@ -12,6 +12,22 @@
 // ENOENT; an opaque directory carries "trusted.overlay.opaque=y" (or
 // "user.overlay.opaque=y" with userxattr) or holds ".wh..wh..opq".
 //
+// The on-disk format itself (what counts as a whiteout, opaque marks,
+// overlay xattr names, override_stat, origin handles) is package ovl's,
+// shared with the image store.
+//
+// # Confinement
+//
+// The container controls its upper directory and can rename anything in it
+// at any moment, symlinks included, racing the server. So no layer path is
+// ever handed to the kernel to walk: beneath.go resolves a path's parent by
+// openat2 beneath the layer's held root, refusing symlinks, magic links and
+// mount crossings, and acts on the last component through that directory
+// fd without following it. Every syscall on a layer, the work dir or the
+// index goes through it. Paths are made from go-fuse's tree under a read
+// lock that a rename holds for writing until the tree matches the disk
+// (renameLocker), so a path is never stale.
+//
 // # Copy-up
 //
 // The first change to a lower entry copies it into the upper directory:
