@@ -11,7 +11,7 @@ STATICCHECK_VERSION := v0.8.2
 TOOLS       := bin/tools
 STATICCHECK := $(TOOLS)/staticcheck-$(STATICCHECK_VERSION)
 
-.PHONY: all build deps test-setup test lint bench bench-quick demo clean
+.PHONY: all build deps test-setup vm vm-systemd test test-cgroup test-cgroup-systemd lint bench bench-quick bench-net demo clean
 
 all: build
 
@@ -27,8 +27,28 @@ deps:
 test-setup: deps
 	./tests/setup.sh user
 
-test: test-setup build
+# The cgroup v2 test guest (tests/cgroup_test.go boots it in QEMU): Debian
+# 12's own kernel and a busybox initramfs, built by tests/vm/build.sh into
+# $${XDG_CACHE_HOME:-~/.cache}/strata-vm (STRATA_VM_CACHE) and reused.
+vm:
+	./tests/vm/build.sh base
+
+# The systemd guest (a debootstrap of Debian 12 with a lingering user), for
+# the systemd way to delegation; cached beside the other.
+vm-systemd:
+	./tests/vm/build.sh systemd
+
+test: test-setup vm build
 	$(GO) test -count=1 -timeout 28m ./...
+
+# Only the resource-limit tests: the guest, and this host's refusal.
+test-cgroup: test-setup vm
+	$(GO) test -count=1 -timeout 10m -run 'TestCgroup' -v ./tests/
+
+# The same checks through systemd, on a guest that boots it: about two
+# minutes on an idle machine, so not part of make test (CI runs both).
+test-cgroup-systemd: test-setup vm-systemd
+	$(GO) test -tags systemdguest -count=1 -timeout 12m -run 'TestCgroupV2GuestSystemd' -v ./tests/
 
 # gofmt (any unformatted file fails), go vet, staticcheck, and go.mod/go.sum
 # as go mod tidy would leave them.
@@ -50,6 +70,11 @@ bench: deps build
 
 bench-quick: deps build
 	./$(BIN) bench --quick
+
+# iperf3 through each user-mode network driver (bench/net.sh), as the test
+# user when run as root.
+bench-net: test-setup build
+	./bench/net.sh $(BIN)
 
 # The main job: build the default image and run a container from it.
 demo: deps build

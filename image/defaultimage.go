@@ -23,7 +23,8 @@ const DefaultBusybox = "/bin/busybox"
 
 // BuildDefault builds the project's default image from a static busybox
 // (Debian's busybox-static): /bin/busybox with a symlink per applet,
-// /etc/passwd and /etc/group with root and user (1000), /tmp 1777,
+// /etc/passwd and /etc/group with root and user (1000), an
+// /etc/nsswitch.conf, /tmp 1777,
 // /root, /home/user. Owners are set in the tar itself, so the result is the
 // same whoever builds it.
 func (s *Store) BuildDefault(busybox, name string) (*Image, error) {
@@ -85,6 +86,10 @@ func (s *Store) BuildDefault(busybox, name string) (*Image, error) {
 			"nobody:x:65534:65534:nobody:/nonexistent:/bin/false\n"))
 	add(&tar.Header{Name: "etc/group", Typeflag: tar.TypeReg, Mode: 0o644}, []byte(
 		"root:x:0:\nuser:x:1000:\nnogroup:x:65534:\n"))
+	// busybox-static is linked with glibc, whose resolver crashes looking
+	// up a host name (wget, ping) where no nsswitch.conf says "files dns".
+	add(&tar.Header{Name: "etc/nsswitch.conf", Typeflag: tar.TypeReg, Mode: 0o644}, []byte(
+		"passwd: files\ngroup: files\nhosts: files dns\n"))
 	for _, a := range applets {
 		rel := strings.TrimPrefix(filepath.Clean(a), "/")
 		if rel == "bin/busybox" || strings.HasPrefix(rel, "..") {

@@ -8,6 +8,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/strata-run/strata/netns"
 	"github.com/strata-run/strata/unionfs"
 	"golang.org/x/sys/unix"
 )
@@ -46,6 +47,13 @@ func runChild(spec *Spec) (int, error) {
 		if err := loopbackUp(); err != nil {
 			return 125, err
 		}
+	}
+	if len(spec.Net) > 0 {
+		stop, err := netns.Child(spec.Net)
+		if err != nil {
+			return 125, err
+		}
+		defer stop()
 	}
 	srv, err := mountRootfs(spec)
 	if err != nil {
@@ -130,6 +138,9 @@ func runInit(spec *Spec) (int, error) {
 		return 125, fmt.Errorf("start container init: %w", err)
 	}
 	specR.Close()
+	if spec.ServerCgroup != "" {
+		leaveCgroup(spec.ServerCgroup)
+	}
 	// Only init reports from here on; the parent's EOF on the error pipe
 	// then means the command is running.
 	closeErrPipe()

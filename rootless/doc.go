@@ -40,7 +40,13 @@
 // that exec, so they survive it. Without subordinate ids (or as real root)
 // the parent writes the maps itself before the child runs.
 //
-// Layout on disk and at runtime: see state.go. Seams for later work: the
-// Network interface (user-mode networking from netns/) and the Cgroup
-// interface (cgroup v2 limits).
+// Resource limits: with --memory and the like the container gets a cgroup
+// v2 cgroup of its own in a delegated subtree (systemd scope or cgroupfs,
+// see cgroup.go); the parent moves the child there before the child reads
+// its spec, init is born there with its cgroup namespace rooted there, and
+// the child moves out again once init exists, so the union filesystem's
+// server never counts against the limits.
+//
+// Layout on disk and at runtime: see state.go. Seam for later work: the
+// Network interface (user-mode networking from netns/).
 package rootless

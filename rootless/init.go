@@ -48,6 +48,11 @@ func initContainer(spec *Spec) error {
 	if err := mountSpecial(spec.Rootfs, spec.NetNS); err != nil {
 		return err
 	}
+	if spec.Cgroup {
+		if err := mountCgroup(spec.Rootfs); err != nil {
+			return err
+		}
+	}
 	if err := unix.Sethostname([]byte(spec.Hostname)); err != nil {
 		return fmt.Errorf("set hostname %q: %w", spec.Hostname, err)
 	}

@@ -9,16 +9,15 @@ import (
 // writeInitLayer fills the per-container init layer, a lower stacked
 // between the upper and the image. Keeping these files out of the upper
 // means a commit of the upper never captures one host's DNS or hostname.
-func writeInitLayer(dir, hostname string, net Network) error {
+func writeInitLayer(dir, hostname, name string, net Network) error {
 	etc := filepath.Join(dir, "etc")
 	if err := os.MkdirAll(etc, 0o755); err != nil {
 		return fmt.Errorf("init layer %s: %w", etc, err)
 	}
 	os.Chmod(etc, 0o755)
 	files := map[string][]byte{
-		"hostname": []byte(hostname + "\n"),
-		"hosts": []byte("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n" +
-			"127.0.1.1\t" + hostname + "\n"),
+		"hostname":    []byte(hostname + "\n"),
+		"hosts":       net.Hosts(hostname, name),
 		"resolv.conf": net.ResolvConf(),
 	}
 	for name, data := range files {

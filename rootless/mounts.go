@@ -105,6 +105,28 @@ func mountSys(target string, netns bool) error {
 	return nil
 }
 
+// mountCgroup shows the container its own cgroup at /sys/fs/cgroup,
+// read-only: init's cgroup namespace is rooted there, so a cgroup2 mount
+// made from inside it has that cgroup as its root.
+func mountCgroup(rootfs string) error {
+	target := filepath.Join(rootfs, "sys/fs/cgroup")
+	const flags = unix.MS_NOSUID | unix.MS_NODEV | unix.MS_NOEXEC | unix.MS_RDONLY
+	err := unix.Mount("cgroup2", target, "cgroup2", flags, "")
+	if errors.Is(err, unix.EBUSY) {
+		// With --net=host /sys is the host's, bound with its cgroup2
+		// mount, which the kernel will not stack the same file system on
+		// and the user namespace may not unmount (it is locked): put an
+		// empty tmpfs between the two.
+		if err = unix.Mount("tmpfs", target, "tmpfs", flags, "size=0"); err == nil {
+			err = unix.Mount("cgroup2", target, "cgroup2", flags, "")
+		}
+	}
+	if err != nil {
+		return mountErr("cgroup2", target, err)
+	}
+	return nil
+}
+
 // pivotRoot is runc's trick: pivot_root(".", ".") stacks the old root on
 // top of the new one at "/", and a lazy unmount of "." drops it, with no
 // temporary directory inside the container.

@@ -34,7 +34,9 @@ type Options struct {
 	WorkingDir string
 	User       string
 	Volumes    []string // host:ctr[:ro]
-	Net        string   // "none" (default) or "host"
+	Net        string   // "" (the fastest user-mode driver), none, host, pasta, slirp4netns or builtin[:opts]
+	Publish    []string // -p [hostIP:]hostPort:containerPort[/proto]
+	PublishAll bool     // -P: publish the image's exposed ports
 	UserNS     string   // "" or "keep-id"
 	CapAdd     []string
 	CapDrop    []string
@@ -44,6 +46,9 @@ type Options struct {
 	Stdin      bool // -i: connect stdin
 	Remove     bool
 	ReadOnly   bool
+
+	Limits  Limits       // resource limits (cgroup v2), podman's flags
+	Cgroups CgroupConfig // how to find a delegated cgroup
 
 	// Warn receives one-line warnings (no subordinate ids, no cgroup v2).
 	Warn func(string)
@@ -75,7 +80,7 @@ type RunPlan struct {
 	opts Options
 	ids  idPlan
 	net  Network
-	cg   Cgroup
+	cg   cgroupPlan
 	// spec is the container's spec but for what only creating the
 	// container decides: its id, its directories and its hostname.
 	spec Spec
@@ -97,7 +102,11 @@ func PlanRun(o Options) (*RunPlan, error) {
 		}
 		return nil, &ExitError{Code: 125, Err: err}
 	}
-	net, err := NetworkFor(o.Net)
+	var exposed, netWarnings []string
+	if o.PublishAll {
+		exposed = o.Config.ExposedPorts
+	}
+	net, err := NetworkFor(o.Net, o.Publish, exposed, func(w string) { netWarnings = append(netWarnings, w) })
 	if err != nil {
 		return fail(err)
 	}
@@ -137,7 +146,7 @@ func PlanRun(o Options) (*RunPlan, error) {
 	if err != nil {
 		return fail(err)
 	}
-	p := &RunPlan{opts: o, ids: ids, net: net}
+	p := &RunPlan{opts: o, ids: ids, net: net, Warnings: netWarnings}
 	user := o.User
 	if user == "" {
 		user = o.Config.User
@@ -148,7 +157,12 @@ func PlanRun(o Options) (*RunPlan, error) {
 	if ids.warning != "" {
 		p.Warnings = append(p.Warnings, ids.warning)
 	}
-	cg, w := CgroupFor()
+	// A host that cannot give the limits fails the run here, before
+	// anything exists.
+	cg, w, err := planCgroup(o.Limits, o.Cgroups)
+	if err != nil {
+		return fail(err)
+	}
 	if w != "" {
 		p.Warnings = append(p.Warnings, w)
 	}
@@ -200,7 +214,12 @@ func (p *RunPlan) Execute() (int, error) {
 		removeTree(c.Dir)
 		os.RemoveAll(rdir)
 	}
-	if err := writeInitLayer(filepath.Join(c.Dir, "init"), c.Hostname, p.net); err != nil {
+	if err := writeInitLayer(filepath.Join(c.Dir, "init"), c.Hostname, c.Name, p.net); err != nil {
+		cleanup()
+		return 125, err
+	}
+	cg, err := p.cg.create(c.ID, rdir)
+	if err != nil {
 		cleanup()
 		return 125, err
 	}
@@ -214,21 +233,27 @@ func (p *RunPlan) Execute() (int, error) {
 	spec.Hostname = c.Hostname
 	spec.Env = append(append([]string{}, spec.Env...), "HOSTNAME="+c.Hostname)
 
-	code, started, err := supervise(o, p.ids, &spec, p.net, p.cg)
-	if err != nil || !started {
+	code, started, err := supervise(o, p.ids, &spec, p.net, cg, rdir)
+	cg.Close() // supervise closed it unless the child never started
+	if n := cg.OOMKills(); n > 0 && o.Warn != nil {
+		o.Warn(oomMessage(code, n, o.Limits))
+	}
+	if !started {
 		cleanup()
 		if err == nil {
 			err = exitErr(125, "container did not start")
 		}
 		return exitCodeOf(err), err
 	}
+	// A container that ran may still end in strata's error: its network
+	// died under it.
 	if !o.Remove {
 		writeJSON(filepath.Join(c.Dir, "state.json"), State{Status: "exited", ExitCode: code, Finished: time.Now()})
 	} else {
 		removeTree(c.Dir) // the child removed it already, unless it was killed
 	}
 	os.RemoveAll(rdir)
-	return code, nil
+	return code, err
 }
 
 // CommandLine composes argv as Docker does: Entrypoint followed by Cmd;
@@ -347,7 +372,7 @@ func create(o Options, args []string) (Container, string, *runLock, error) {
 
 // supervise starts the child, relays terminal I/O and signals, and waits.
 // started is false when setup failed before the command ran.
-func supervise(o Options, plan idPlan, spec *Spec, net Network, cg Cgroup) (code int, started bool, err error) {
+func supervise(o Options, plan idPlan, spec *Spec, net Network, cg Cgroup, rdir string) (code int, started bool, err error) {
 	// Pdeathsig fires when the forking thread exits, not the process: keep
 	// this goroutine on one thread for good.
 	runtime.LockOSThread()
@@ -390,8 +415,15 @@ func supervise(o Options, plan idPlan, spec *Spec, net Network, cg Cgroup) (code
 		if err := cg.Join(pid); err != nil {
 			return err
 		}
-		return net.Attach(pid)
+		// The spec is sent after prepare: the cgroup, and what the
+		// network driver needs done inside the namespace, go with it.
+		spec.Cgroup, spec.ServerCgroup = cg.Path() != "", cg.Outside()
+		data, err := net.Attach(pid, rdir)
+		spec.Net = data
+		return err
 	}
+	// Before the child starts: a failed Attach may have started a helper.
+	defer net.Close()
 	cmd, err := startChild(plan, spec, spec.NetNS, stdio, prepare, extra...)
 	errW.Close()
 	if consoleChild != nil {
@@ -401,8 +433,25 @@ func supervise(o Options, plan idPlan, spec *Spec, net Network, cg Cgroup) (code
 		errR.Close()
 		return 125, false, err
 	}
-	defer net.Close()
 	defer cg.Close()
+	// A network that dies under the container ends it, with the reason.
+	exited := make(chan struct{})
+	defer close(exited)
+	var netErr error
+	netDead := make(chan struct{})
+	go func() {
+		select {
+		case err := <-net.Failed():
+			// A helper also ends when the namespace goes, i.e. after the
+			// child: that is no failure.
+			if running(cmd.Process.Pid) {
+				netErr = err
+				cmd.Process.Kill()
+				close(netDead)
+			}
+		case <-exited:
+		}
+	}()
 
 	var ptmx *os.File
 	if consoleParent != nil {
@@ -450,6 +499,11 @@ func supervise(o Options, plan idPlan, spec *Spec, net Network, cg Cgroup) (code
 		case <-outDone:
 		case <-time.After(2 * time.Second):
 		}
+	}
+	select {
+	case <-netDead:
+		return 125, setupErr == nil, exitErr(125, "container ended: its network died: %w", netErr)
+	default:
 	}
 	if setupErr != nil {
 		return setupErr.Code, false, &ExitError{Code: setupErr.Code, Err: errors.New(setupErr.Msg)}

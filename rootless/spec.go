@@ -30,6 +30,8 @@ type ImageConfig struct {
 	User       string   `json:"user,omitempty"`
 	Entrypoint []string `json:"entrypoint,omitempty"`
 	Cmd        []string `json:"cmd,omitempty"`
+	// ExposedPorts are EXPOSE's "80/tcp" entries, for -P.
+	ExposedPorts []string `json:"exposed_ports,omitempty"`
 }
 
 // Spec is what the namespace child and the container init need. It is
@@ -48,6 +50,7 @@ type Spec struct {
 	ReadOnly bool     `json:"read_only,omitempty"`
 	Hostname string   `json:"hostname"`
 	NetNS    bool     `json:"netns,omitempty"` // a fresh network namespace (bring lo up)
+	Net      []byte   `json:"net,omitempty"`   // netns.ChildConfig from the network's Attach
 
 	Mounts     []BindMount `json:"mounts,omitempty"`
 	Args       []string    `json:"args"`
@@ -59,7 +62,11 @@ type Spec struct {
 	Init       bool        `json:"init,omitempty"`
 	TTY        bool        `json:"tty,omitempty"`
 	Remove     bool        `json:"remove,omitempty"` // --rm: child deletes ContainerDir
-	RemovePath string      `json:"remove_path,omitempty"`
+	Cgroup     bool        `json:"cgroup,omitempty"` // in its own cgroup: mount it at /sys/fs/cgroup
+	// ServerCgroup is where the child moves once init is born in the
+	// container's cgroup (see Cgroup.Outside).
+	ServerCgroup string `json:"server_cgroup,omitempty"`
+	RemovePath   string `json:"remove_path,omitempty"`
 }
 
 const (

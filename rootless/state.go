@@ -15,6 +15,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/strata-run/strata/netns"
 	"golang.org/x/sys/unix"
 )
 
@@ -321,6 +322,10 @@ func CleanStale(root string) error {
 				}
 			}
 		}
+		removeStaleCgroup(rdir)
+		// Network helpers die with strata by their parent-death signal;
+		// any that did not are killed here, before their sockets go.
+		netns.Sweep(rdir)
 		// The rootfs mountpoint was only ever mounted in a namespace that
 		// died with its processes, so a plain removal is safe.
 		os.RemoveAll(rdir)

@@ -38,7 +38,7 @@ func TestRunBasics(t *testing.T) {
 	if got := squeeze(r("cat", "/proc/self/uid_map")); got != want {
 		t.Errorf("uid_map:\n%s\nwant:\n%s", got, want)
 	}
-	if out := e.ok("run", "--rm", "--hostname", "box1", "--rootfs", e.rootfs, "--", "sh", "-c", "hostname; cat /etc/hostname; grep box1 /etc/hosts"); !strings.HasPrefix(out, "box1\nbox1\n127.0.1.1") {
+	if out := e.ok("run", "--rm", "--hostname", "box1", "--rootfs", e.rootfs, "--", "sh", "-c", "hostname; cat /etc/hostname; grep box1 /etc/hosts"); !strings.HasPrefix(out, "box1\nbox1\n") || !strings.Contains(out, "\tbox1") {
 		t.Errorf("hostname, /etc/hostname, /etc/hosts: %q", out)
 	}
 	ps := r("ps", "-o", "pid,comm")
@@ -510,7 +510,7 @@ func TestRunAsRoot(t *testing.T) {
 	} else if host, _ := os.Hostname(); !strings.HasPrefix(r.stdout, host+"\n") {
 		t.Errorf("--net=host hostname: %q, want %q", r.stdout, host)
 	}
-	if out := e.ok("run", "--rm", "--rootfs", e.rootfs, "--", "ls", "/sys/class/net"); strings.TrimSpace(out) != "lo" {
+	if out := e.ok("run", "--rm", "--net", "none", "--rootfs", e.rootfs, "--", "ls", "/sys/class/net"); strings.TrimSpace(out) != "lo" {
 		t.Errorf("--net=none should show only lo: %q", out)
 	}
 	_ = strconv.Itoa

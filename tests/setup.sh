@@ -2,10 +2,12 @@
 # Installs what strata's tests and benchmarks need on a Debian 12 machine.
 #   setup.sh packages   apt packages (idempotent, quiet when already there)
 #   setup.sh user       the unprivileged test user with subordinate id ranges
+#   setup.sh vm         what tests/vm/build.sh needs to build and boot the
+#                       cgroup v2 test guests (QEMU, cpio, debootstrap)
 set -euo pipefail
 
 PACKAGES=(fuse3 uidmap fuse-overlayfs busybox-static slirp4netns passt debootstrap
-          skopeo attr acl iproute2 procps util-linux
+          skopeo attr acl iproute2 procps util-linux iperf3
           gcc)  # gcc: the build workload of strata bench
 TEST_USER=${STRATA_TEST_USER:-stratatest}
 
@@ -36,6 +38,9 @@ user() {
 	local uid; uid=$(id -u "$TEST_USER")
 	install -d -m 0700 -o "$TEST_USER" -g "$TEST_USER" "/run/user/$uid"
 	chmod 0666 /dev/fuse
+	# User-mode networking (pasta, slirp4netns, the built-in stack) makes a
+	# tap device inside the container's namespace: Debian ships tun 0666.
+	[ -c /dev/net/tun ] && chmod 0666 /dev/net/tun
 	# A second user with no subordinate ids: strata must map only its own
 	# id and warn (tests/run_test.go).
 	local nosub=${STRATA_TEST_USER_NOSUB:-stratanosub}
@@ -48,8 +53,20 @@ user() {
 	install -d -m 0700 -o "$nosub" -g "$(id -g "$nosub")" "/run/user/$nuid"
 }
 
+vm() {
+	local missing=()
+	for p in qemu-system-x86 cpio busybox-static uidmap debootstrap; do
+		dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+	done
+	[ ${#missing[@]} -eq 0 ] && return 0
+	need_root "installing ${missing[*]}"
+	apt-get update -q
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}"
+}
+
 case "${1:-}" in
 	packages) packages ;;
 	user) user ;;
-	*) echo "usage: setup.sh packages|user" >&2; exit 2 ;;
+	vm) vm ;;
+	*) echo "usage: setup.sh packages|user|vm" >&2; exit 2 ;;
 esac

@@ -127,3 +127,44 @@ func TestUnionfsRenameWhiteout(t *testing.T) {
 		})
 	}
 }
+
+// TestUnionfsUnlinkedOpenFile: a file unlinked while open can still be
+// truncated and stat'ed through its fd, as on kernel overlayfs (iperf3 and
+// many temp-file users rely on it). (fchmod reaches strata without the
+// file handle, so an unlinked file's mode cannot be changed yet.)
+func TestUnionfsUnlinkedOpenFile(t *testing.T) {
+	harness.RequireRoot(t)
+	bin := harness.Binary(t)
+	for _, b := range []difftest.Backend{difftest.Kernel{}, difftest.Strata{Bin: bin}} {
+		t.Run(b.Name(), func(t *testing.T) {
+			st := behaviourStack(t, nil)
+			m, err := b.Mount(st)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer m.Unmount()
+			p := filepath.Join(st.Mnt, "tmp")
+			f, err := os.OpenFile(p, os.O_RDWR|os.O_CREATE, 0o600)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer f.Close()
+			if _, err := f.WriteString("0123456789"); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.Remove(p); err != nil {
+				t.Fatal(err)
+			}
+			if err := f.Truncate(4); err != nil {
+				t.Errorf("ftruncate of an unlinked open file: %v", err)
+			}
+			fi, err := f.Stat()
+			if err != nil {
+				t.Fatalf("fstat of an unlinked open file: %v", err)
+			}
+			if fi.Size() != 4 {
+				t.Errorf("after ftruncate: size %d, want 4", fi.Size())
+			}
+		})
+	}
+}

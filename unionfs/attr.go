@@ -2,6 +2,7 @@ package unionfs
 
 import (
 	"context"
+	"strconv"
 	"strings"
 	"syscall"
 
@@ -17,14 +18,20 @@ func (n *node) Setattr(ctx context.Context, f fs.FileHandle, in *fuse.SetAttrIn,
 		return errno
 	}
 	l, e, errno := n.backing()
+	var fileFd = -1
+	if lf, ok := f.(*file); ok && f != nil {
+		fileFd = lf.fd
+		if errno == syscall.ENOENT && lf.l == u.upper {
+			// Unlinked while open (ftruncate of a deleted temp file): the
+			// open upper file itself is still there to change. Only an
+			// upper fd: a lower one must never be written through.
+			l, e, errno = u.upper, entry{dir: unix.AT_FDCWD, name: "/proc/self/fd/" + strconv.Itoa(lf.fd), magic: true}, 0
+		}
+	}
 	if errno != 0 {
 		return errno
 	}
 	defer e.Close()
-	var fileFd = -1
-	if lf, ok := f.(*file); ok && f != nil {
-		fileFd = lf.fd
-	}
 	var st unix.Stat_t
 	if errno := e.Stat(&st); errno != 0 {
 		return errno

@@ -48,6 +48,7 @@ ended it.`,
 			}
 			stderr := cmd.ErrOrStderr()
 			o.Warn = func(msg string) { fmt.Fprintln(stderr, "strata: warning:", msg) }
+			o.Cgroups = cgroupConfig(o.Cgroups.Parent)
 			code, err := start(o)
 			return withExitCode(code, err)
 		},
@@ -67,12 +68,15 @@ ended it.`,
 	f.StringVarP(&o.WorkingDir, "workdir", "w", "", "working directory inside the container")
 	f.StringVarP(&o.User, "user", "u", "", "run as `USER[:GROUP]` (names from the image's /etc/passwd and /etc/group, or ids)")
 	f.StringArrayVarP(&o.Volumes, "volume", "v", nil, "bind mount `HOST:CONTAINER[:ro]`")
-	f.StringVar(&o.Net, "net", "none", "network: none (loopback only) or host")
+	f.StringVar(&o.Net, "net", "", "network: pasta, slirp4netns, builtin (each [:allow_host_loopback=true]), none (loopback only) or host (default: the fastest user-mode one installed)")
+	f.StringArrayVarP(&o.Publish, "publish", "p", nil, "publish `[HOSTIP:][HOSTPORT:]PORT[/tcp|/udp]` (ranges as START-END) on the host")
+	f.BoolVarP(&o.PublishAll, "publish-all", "P", false, "publish the image's exposed ports on free host ports")
 	f.StringVar(&o.UserNS, "userns", "", "keep-id: map your user to the same id inside (default: you are root inside)")
 	f.StringArrayVar(&o.CapAdd, "cap-add", nil, "add a capability (or ALL)")
 	f.StringArrayVar(&o.CapDrop, "cap-drop", nil, "drop a capability (or ALL)")
 	f.StringArrayVar(&securityOpts, "security-opt", nil, "seccomp=unconfined turns the default seccomp filter off")
 	f.StringVar(&entrypoint, "entrypoint", "", "override the image's entrypoint")
+	addLimitFlags(f, &o.Limits, &o.Cgroups)
 	return cmd
 }
 
@@ -121,6 +125,9 @@ func resolveImage(o *rootless.Options, rootfs string, args []string) error {
 	o.Layers = img.Layers()
 	o.Config = rootless.ImageConfig{Env: cfg.Env, WorkingDir: cfg.WorkingDir, User: cfg.User,
 		Entrypoint: cfg.Entrypoint, Cmd: cfg.Cmd}
+	for p := range cfg.ExposedPorts {
+		o.Config.ExposedPorts = append(o.Config.ExposedPorts, p)
+	}
 	o.Args = args[1:]
 	if strings.TrimSpace(o.Image) == "" {
 		o.Image = args[0]
