@@ -153,7 +153,7 @@ func ParseOverlayOptions(o *Options, spec string) error {
 		case "noacl", "acl", "rw",
 			"default_permissions", "index", "metacopy", "volatile", "xino",
 			"squash_to_root", "squash_to_uid", "squash_to_gid", "uidmapping", "gidmapping",
-			"static_nlink", "noatime", "relatime", "context", "timeout", "threaded",
+			"static_nlink", "noatime", "relatime", "nodiratime", "context", "timeout", "threaded",
 			"fast_ino", "plugins", "nfs_export":
 			_ = hasVal // accepted for compatibility; strata decides these itself
 		default:

@@ -10,6 +10,8 @@ import (
 	"context"
 	"os"
 	"os/signal"
+	"path/filepath"
+	"strings"
 	"syscall"
 
 	"github.com/strata-run/strata/bench"
@@ -39,7 +41,23 @@ func main() {
 	// the commands that watch it (pull, bench, mount-image, commit) wind
 	// down.
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	code := execute(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	code := execute(ctx, mountProgramArgs(os.Args), os.Stdout, os.Stderr)
 	stop()
 	os.Exit(code)
+}
+
+// mountProgramArgs turns fuse-overlayfs's argv into strata's: containers-
+// storage runs its overlay.mount_program as `PROGRAM -o OPTS MNT`, with no
+// subcommand, and users link strata in as fuse-overlayfs. Both mean
+// `strata mount -o OPTS MNT`; any other argv is strata's own.
+func mountProgramArgs(argv []string) []string {
+	args := argv[1:]
+	asFuseOverlayfs := filepath.Base(argv[0]) == "fuse-overlayfs"
+	if len(args) > 0 && (asFuseOverlayfs || strings.HasPrefix(args[0], "-o")) {
+		if args[0] == "--version" || args[0] == "-V" {
+			return []string{"version"}
+		}
+		return append([]string{"mount"}, args...)
+	}
+	return args
 }

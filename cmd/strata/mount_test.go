@@ -87,3 +87,26 @@ func TestMountFlagErrors(t *testing.T) {
 		}
 	}
 }
+
+// TestMountProgramArgs: containers-storage's mount_program argv and the
+// fuse-overlayfs name both become `strata mount`; strata's own argv stays.
+func TestMountProgramArgs(t *testing.T) {
+	cases := []struct {
+		argv []string
+		want string
+	}{
+		{[]string{"/usr/bin/strata", "-o", "lowerdir=/l,upperdir=/u,workdir=/w", "/mnt"}, "mount -o lowerdir=/l,upperdir=/u,workdir=/w /mnt"},
+		{[]string{"strata", "-olowerdir=/l", "/mnt"}, "mount -olowerdir=/l /mnt"},
+		{[]string{"/usr/local/bin/fuse-overlayfs", "-o", "lowerdir=/l", "/mnt"}, "mount -o lowerdir=/l /mnt"},
+		{[]string{"fuse-overlayfs", "-f", "-o", "lowerdir=/l", "/mnt"}, "mount -f -o lowerdir=/l /mnt"},
+		{[]string{"fuse-overlayfs", "--version"}, "version"},
+		{[]string{"strata", "mount", "-o", "lowerdir=/l", "/mnt"}, "mount -o lowerdir=/l /mnt"},
+		{[]string{"strata", "run", "-o"}, "run -o"},
+		{[]string{"strata"}, ""},
+	}
+	for _, c := range cases {
+		if got := strings.Join(mountProgramArgs(c.argv), " "); got != c.want {
+			t.Errorf("mountProgramArgs(%q) = %q, want %q", c.argv, got, c.want)
+		}
+	}
+}
