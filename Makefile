@@ -5,7 +5,13 @@ VERSION   := $(shell git describe --always --dirty 2>/dev/null || echo dev)
 LDFLAGS   := -s -w -X main.version=$(VERSION)
 export PATH := /usr/local/go/bin:$(PATH)
 
-.PHONY: all build deps test-setup vm vm-systemd test test-cgroup test-cgroup-systemd bench bench-quick bench-net demo clean
+# Linters, pinned, built into bin/tools on first use (a fresh machine needs
+# only Go). staticcheck 2026.2.2 is module version v0.8.2.
+STATICCHECK_VERSION := v0.8.2
+TOOLS       := bin/tools
+STATICCHECK := $(TOOLS)/staticcheck-$(STATICCHECK_VERSION)
+
+.PHONY: all build deps test-setup vm vm-systemd test test-cgroup test-cgroup-systemd lint bench bench-quick bench-net demo clean
 
 all: build
 
@@ -43,6 +49,21 @@ test-cgroup: test-setup vm
 # minutes on an idle machine, so not part of make test (CI runs both).
 test-cgroup-systemd: test-setup vm-systemd
 	$(GO) test -tags systemdguest -count=1 -timeout 12m -run 'TestCgroupV2GuestSystemd' -v ./tests/
+
+# gofmt (any unformatted file fails), go vet, staticcheck, and go.mod/go.sum
+# as go mod tidy would leave them.
+lint: $(STATICCHECK)
+	@unformatted=$$(gofmt -l $$(git ls-files --cached --others --exclude-standard '*.go')); \
+	if [ -n "$$unformatted" ]; then echo "gofmt -l: not formatted:"; echo "$$unformatted"; exit 1; fi
+	$(GO) vet ./...
+	$(STATICCHECK) ./...
+	$(GO) mod tidy -diff
+
+$(STATICCHECK):
+	mkdir -p $(TOOLS)
+	GOBIN=$(CURDIR)/$(TOOLS)/.install $(GO) install honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION)
+	mv $(TOOLS)/.install/staticcheck $@
+	rmdir $(TOOLS)/.install
 
 bench: deps build
 	./$(BIN) bench --out bench/out

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/strata-run/strata/unionfs"
+	"github.com/strata-run/strata/unionfs/mounts"
 	"golang.org/x/sys/unix"
 )
 
@@ -206,9 +207,9 @@ func (d *fuseDriver) Setup(lowers []string, upper, work, mnt string) (string, er
 	}
 	d.exited = make(chan error, 1)
 	go func() { d.exited <- d.cmd.Wait() }()
-	parent := devOf(filepath.Dir(mnt))
+	parent := mounts.Dev(filepath.Dir(mnt))
 	deadline := time.Now().Add(15 * time.Second)
-	for devOf(mnt) == parent {
+	for mounts.Dev(mnt) == parent {
 		select {
 		case err := <-d.exited:
 			d.exited <- err
@@ -271,33 +272,17 @@ func isSignal(err error) bool {
 
 // unmount takes mnt down. A mount can stay busy for a moment after the
 // workload (the kernel finishes releasing files in the background), so it
-// retries before detaching, which would leave a FUSE server waiting.
+// waits before detaching, which would leave a FUSE server waiting. A mount
+// already gone, or detached in the end, counts as taken down.
 func unmount(mnt string) error {
 	if mnt == "" {
 		return nil
 	}
-	var err error
-	for i := 0; i < 40; i++ {
-		if err = unix.Unmount(mnt, 0); err == nil || err == unix.EINVAL {
-			return nil
-		}
-		if err != unix.EBUSY {
-			break
-		}
-		time.Sleep(50 * time.Millisecond)
+	err := mounts.UnmountWait(mnt, 2*time.Second)
+	if err == nil || errors.Is(err, unix.EINVAL) || errors.Is(err, mounts.ErrDetached) {
+		return nil
 	}
-	if derr := unix.Unmount(mnt, unix.MNT_DETACH); derr != nil {
-		return fmt.Errorf("unmount %s: %w", mnt, err)
-	}
-	return nil
-}
-
-func devOf(path string) uint64 {
-	var st unix.Stat_t
-	if unix.Stat(path, &st) != nil {
-		return 0
-	}
-	return st.Dev
+	return err
 }
 
 // peakRSS reads the high-water mark of a process's resident memory, in KiB.

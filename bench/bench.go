@@ -17,6 +17,7 @@
 package bench
 
 import (
+	"context"
 	"fmt"
 	"os"
 	"os/exec"
@@ -31,32 +32,49 @@ import (
 	"golang.org/x/sys/unix"
 )
 
+// The defaults of Config's fields, in one place: the CLI shows them in its
+// help and as its flags' defaults.
+const (
+	DefaultRuns           = 5
+	QuickRuns             = 2
+	DefaultTree           = "debian"
+	DefaultUser           = "stratatest"
+	DefaultCacheDir       = "/var/cache/strata-bench"
+	DefaultScratch        = "/var/tmp/strata-bench"
+	DefaultSeed           = 42
+	DefaultSyntheticFiles = 10000
+	DefaultBigSize        = 1 << 30
+	QuickBigSize          = 256 << 20
+	DefaultFiles1M        = 1_000_000
+	DefaultBuildUnits     = 8
+)
+
 // Config selects what to run. The zero value of a field means its default.
 type Config struct {
-	Backends  []string // names from AllBackends; empty: all (quick: no variants)
+	Backends  []string // names from BackendNames; empty: all (quick: no variants)
 	Workloads []string // names from WorkloadNames; empty: all (quick: the quick set)
-	Runs      int      // per cell; default 5, quick 2
-	Tree      string   // "debian", "synthetic" or a directory; default debian
+	Runs      int      // per cell; default DefaultRuns, quick QuickRuns
+	Tree      string   // "debian", "synthetic" or a directory; default DefaultTree
 	Quick     bool
 	Root      bool   // run the root backends
 	Rootless  bool   // run the rootless backends
-	User      string // who runs the rootless backends when we are root; default stratatest
+	User      string // who runs the rootless backends when we are root; default DefaultUser
 	Strata    string // the strata binary
-	CacheDir  string // lowers are cached here; default /var/cache/strata-bench
-	Scratch   string // uppers and mounts; default /var/tmp/strata-bench
-	Seed      int64
-	Synthetic SyntheticSpec // for Tree == "synthetic"; zero fields: 10000 files, 1000 dirs
-	BigSize   int64         // the big file; default 1 GiB (quick 256 MiB)
-	Files1M   int           // size of the walk-1m tree; default 1,000,000
-	// BuildUnits is how many C files the build workload compiles; default 8.
+	CacheDir  string // lowers are cached here; default DefaultCacheDir
+	Scratch   string // uppers and mounts; default DefaultScratch
+	Seed      int64  // default DefaultSeed
+	// Synthetic is the tree for Tree == "synthetic"; zero fields:
+	// DefaultSyntheticFiles files, a tenth as many dirs.
+	Synthetic SyntheticSpec
+	BigSize   int64 // the big file; default DefaultBigSize (quick QuickBigSize)
+	Files1M   int   // size of the walk-1m tree; default DefaultFiles1M
+	// BuildUnits is how many C files the build workload compiles; default
+	// DefaultBuildUnits.
 	BuildUnits int
 	// AllVariants runs strata's feature-off variants on every workload,
 	// not only the read-path ones and copyup-small.
 	AllVariants bool
 	Command     string // recorded in the report
-	// Stop, when closed, ends the benchmark after the current run; Run
-	// then returns what it has with an error.
-	Stop <-chan struct{}
 	// Progress, when set, is told after every run.
 	Progress func(done, total int, what string)
 	// Log, when set, receives one-off notes (building a tree, ...).
@@ -125,44 +143,44 @@ func (r *Report) Cell(workload, backend, mode string) *Cell {
 
 func (cfg *Config) defaults() {
 	if cfg.Runs <= 0 {
-		cfg.Runs = 5
+		cfg.Runs = DefaultRuns
 		if cfg.Quick {
-			cfg.Runs = 2
+			cfg.Runs = QuickRuns
 		}
 	}
 	if cfg.Tree == "" {
-		cfg.Tree = "debian"
+		cfg.Tree = DefaultTree
 	}
 	if cfg.User == "" {
-		cfg.User = "stratatest"
+		cfg.User = DefaultUser
 	}
 	if cfg.CacheDir == "" {
-		cfg.CacheDir = "/var/cache/strata-bench"
+		cfg.CacheDir = DefaultCacheDir
 	}
 	if cfg.Scratch == "" {
-		cfg.Scratch = "/var/tmp/strata-bench"
+		cfg.Scratch = DefaultScratch
 	}
 	if cfg.Seed == 0 {
-		cfg.Seed = 42
+		cfg.Seed = DefaultSeed
 	}
 	if cfg.Synthetic.Files == 0 {
-		cfg.Synthetic.Files = 10000
+		cfg.Synthetic.Files = DefaultSyntheticFiles
 	}
 	if cfg.Synthetic.Dirs == 0 {
 		cfg.Synthetic.Dirs = max(1, cfg.Synthetic.Files/10)
 	}
 	cfg.Synthetic.Seed = cfg.Seed
 	if cfg.BigSize == 0 {
-		cfg.BigSize = 1 << 30
+		cfg.BigSize = DefaultBigSize
 		if cfg.Quick {
-			cfg.BigSize = 256 << 20
+			cfg.BigSize = QuickBigSize
 		}
 	}
 	if cfg.BuildUnits <= 0 {
-		cfg.BuildUnits = defaultBuildUnits
+		cfg.BuildUnits = DefaultBuildUnits
 	}
 	if cfg.Files1M == 0 {
-		cfg.Files1M = 1_000_000
+		cfg.Files1M = DefaultFiles1M
 	}
 	if cfg.Log == nil {
 		cfg.Log = func(string, ...any) {}
@@ -186,7 +204,7 @@ func (cfg *Config) selection() ([]BackendSpec, []*workload, error) {
 	for _, name := range cfg.Backends {
 		i := slices.IndexFunc(all, func(b BackendSpec) bool { return b.Name == name })
 		if i < 0 {
-			return nil, nil, fmt.Errorf("unknown backend %q (have: %s)", name, strings.Join(backendNames(all), ", "))
+			return nil, nil, fmt.Errorf("unknown backend %q (have: %s)", name, strings.Join(BackendNames(), ", "))
 		}
 		backends = append(backends, all[i])
 	}
@@ -208,9 +226,10 @@ func (cfg *Config) selection() ([]BackendSpec, []*workload, error) {
 	return backends, ws, nil
 }
 
-func backendNames(bs []BackendSpec) []string {
+// BackendNames lists the backends' names in table order.
+func BackendNames() []string {
 	var out []string
-	for _, b := range bs {
+	for _, b := range AllBackends() {
 		out = append(out, b.Name)
 	}
 	return out
@@ -244,8 +263,10 @@ func (cfg *Config) Check() error {
 	return nil
 }
 
-// Run runs the benchmark and returns its report.
-func Run(cfg Config) (*Report, error) {
+// Run runs the benchmark and returns its report. Cancelling ctx ends it
+// after the current run, so its mounts come down; Run then returns what it
+// has so far with an error.
+func Run(ctx context.Context, cfg Config) (*Report, error) {
 	if err := cfg.Check(); err != nil {
 		return nil, err
 	}
@@ -360,7 +381,7 @@ func Run(cfg Config) (*Report, error) {
 						continue
 					}
 					select {
-					case <-cfg.Stop:
+					case <-ctx.Done():
 						for _, c := range rep.Cells {
 							summarize(c)
 						}

@@ -34,9 +34,8 @@ type Tree struct {
 }
 
 const (
-	defaultBuildUnits = 8
-	bigDir            = "bench-big"
-	buildDir          = "bench-build"
+	bigDir   = "bench-big"
+	buildDir = "bench-build"
 )
 
 // SyntheticSpec describes a generated tree. Sizes follow a fixed,
@@ -84,7 +83,7 @@ func prepareTree(cacheDir, kind string, syn SyntheticSpec, bigSize int64, buildU
 	}
 	if extras {
 		key += "-big" + strconv.FormatInt(bigSize>>20, 10) + "m"
-		if buildUnits != defaultBuildUnits {
+		if buildUnits != DefaultBuildUnits {
 			key += "-u" + strconv.Itoa(buildUnits)
 		}
 	}

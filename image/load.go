@@ -130,7 +130,7 @@ func extractPlain(file, dir string) error {
 		switch hdr.Typeflag {
 		case tar.TypeDir:
 			err = os.MkdirAll(dst, 0o700)
-		case tar.TypeReg, tar.TypeRegA:
+		case tar.TypeReg: // tar.Reader reports the old TypeRegA as TypeReg
 			if err = os.MkdirAll(filepath.Dir(dst), 0o700); err != nil {
 				break
 			}

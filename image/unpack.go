@@ -125,7 +125,7 @@ func (u *unpacker) entry(hdr *tar.Header, tr io.Reader) error {
 	switch hdr.Typeflag {
 	case tar.TypeDir:
 		return u.dirEntry(e)
-	case tar.TypeReg, tar.TypeRegA, tar.TypeGNUSparse, tar.TypeChar, tar.TypeBlock:
+	case tar.TypeReg, tar.TypeGNUSparse, tar.TypeChar, tar.TypeBlock: // tar.Reader reports the old TypeRegA as TypeReg
 		return u.fileEntry(e, tr)
 	case tar.TypeSymlink:
 		return u.symlinkEntry(e)

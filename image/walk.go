@@ -274,11 +274,6 @@ func fdXattr(fd int, name string) (val []byte, ok bool, err error) {
 	}
 }
 
-func fdHasXattr(fd int, name string) bool {
-	_, ok, _ := fdXattr(fd, name)
-	return ok
-}
-
 // fdOverride reads the override_stat of an open fd; ok is false when it
 // has none.
 func fdOverride(fd int) (o ovl.Override, ok bool, err error) {

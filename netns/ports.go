@@ -61,6 +61,7 @@ func parsePort(s string) ([]Port, error) {
 	if strings.HasPrefix(rest, "[") {
 		end := strings.Index(rest, "]:")
 		if end < 0 {
+			//lint:ignore ST1005 the trailing colon is the syntax the message shows, not punctuation
 			return nil, errors.New("an IPv6 host address must be written [ADDR]:")
 		}
 		hostIP, rest = rest[1:end], rest[end+2:]

@@ -290,15 +290,12 @@ func reaper(spec *Spec, path string, env []string, u execUser, setgroupsOK bool)
 	}
 	closeErrPipe()
 	for {
-		select {
-		case s := <-sigs:
-			if s == syscall.SIGCHLD {
-				break
+		if s := <-sigs; s != syscall.SIGCHLD {
+			// The terminal tells the foreground group of SIGWINCH itself;
+			// SIGURG is Go's preemption.
+			if s != syscall.SIGWINCH && s != syscall.SIGURG {
+				unix.Kill(pid, s.(syscall.Signal))
 			}
-			if s == syscall.SIGWINCH || s == syscall.SIGURG {
-				continue // the terminal tells the foreground group itself; SIGURG is Go's preemption
-			}
-			unix.Kill(pid, s.(syscall.Signal))
 			continue
 		}
 		for {

@@ -74,7 +74,7 @@ const (
 	modeRemove = "remove"
 )
 
-// Re-exec entry points. cmd/strata registers them with registerReexec.
+// Re-exec entry points. cmd/strata dispatches them in main (reexecEntries).
 const (
 	EnvChild = "_STRATA_ROOTLESS_CHILD"
 	EnvInit  = "_STRATA_ROOTLESS_INIT"
@@ -112,13 +112,19 @@ type setupError struct {
 
 // ExitError is a failure with a Docker-style exit status: 125 for strata's
 // own errors, 126 when the command cannot be executed, 127 when it is not
-// found.
+// found, 128+N when signal N ended it. The CLI exits with Code; a nil Err
+// exits silently, because whoever failed has already said why.
 type ExitError struct {
 	Code int
 	Err  error
 }
 
-func (e *ExitError) Error() string { return e.Err.Error() }
+func (e *ExitError) Error() string {
+	if e.Err == nil {
+		return fmt.Sprintf("exit status %d", e.Code)
+	}
+	return e.Err.Error()
+}
 func (e *ExitError) Unwrap() error { return e.Err }
 
 func exitErr(code int, format string, args ...any) error {

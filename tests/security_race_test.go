@@ -15,6 +15,7 @@ import (
 
 	"github.com/strata-run/strata/tests/difftest"
 	"github.com/strata-run/strata/tests/harness"
+	"github.com/strata-run/strata/unionfs/mounts"
 	"golang.org/x/sys/unix"
 )
 
@@ -261,7 +262,7 @@ func TestSecurityWorkdirSymlink(t *testing.T) {
 			defer cancel()
 			out, err := exec.CommandContext(ctx, bin, "mount", "-o", st.OverlayData()+c.opts, st.Mnt).CombinedOutput()
 			text := strings.TrimSpace(string(out))
-			if difftest.IsMounted(st.Mnt) {
+			if mounts.IsMountpoint(st.Mnt) {
 				unmountServer(t, bin, st.Mnt)
 			}
 			if err == nil {

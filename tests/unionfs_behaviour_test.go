@@ -2,12 +2,14 @@ package tests
 
 import (
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
 
 	"github.com/strata-run/strata/tests/difftest"
 	"github.com/strata-run/strata/tests/harness"
+	"github.com/strata-run/strata/unionfs/mounts"
 	"golang.org/x/sys/unix"
 )
 
@@ -164,6 +166,36 @@ func TestUnionfsUnlinkedOpenFile(t *testing.T) {
 			}
 			if fi.Size() != 4 {
 				t.Errorf("after ftruncate: size %d, want 4", fi.Size())
+			}
+		})
+	}
+}
+
+// TestUnionfsMountProgramArgv: containers-storage calls its mount_program
+// as `PROGRAM -o OPTS MNT` with no subcommand, and users link strata in as
+// fuse-overlayfs; both mount, return once serving, and unmount cleanly.
+func TestUnionfsMountProgramArgv(t *testing.T) {
+	harness.RequireRoot(t)
+	bin := harness.Binary(t)
+	alias := filepath.Join(t.TempDir(), "fuse-overlayfs")
+	if err := os.Symlink(bin, alias); err != nil {
+		t.Fatal(err)
+	}
+	for _, prog := range []string{bin, alias} {
+		t.Run(filepath.Base(prog), func(t *testing.T) {
+			st := behaviourStack(t, func(lower string) {
+				os.WriteFile(filepath.Join(lower, "f"), []byte("lower\n"), 0o644)
+			})
+			out, err := exec.Command(prog, "-o", st.OverlayData()+",nodiratime,noatime", st.Mnt).CombinedOutput()
+			if err != nil {
+				t.Fatalf("%s -o ... %s: %v: %s", prog, st.Mnt, err, out)
+			}
+			defer mounts.Unmount(st.Mnt, true)
+			if b, err := os.ReadFile(filepath.Join(st.Mnt, "f")); err != nil || string(b) != "lower\n" {
+				t.Errorf("read through the mount: %q, %v", b, err)
+			}
+			if err := mounts.Unmount(st.Mnt, false); err != nil {
+				t.Errorf("unmount: %v", err)
 			}
 		})
 	}

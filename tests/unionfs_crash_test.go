@@ -20,6 +20,7 @@ import (
 
 	"github.com/strata-run/strata/tests/difftest"
 	"github.com/strata-run/strata/tests/harness"
+	"github.com/strata-run/strata/unionfs/mounts"
 	"golang.org/x/sys/unix"
 )
 
@@ -92,7 +93,7 @@ func ufStartServer(t *testing.T, argv []string, st difftest.Stack) *ufServer {
 	if out, err := exec.CommandContext(ctx, argv[0], argv[1:]...).CombinedOutput(); err != nil {
 		t.Fatalf("%q: %v: %s", argv, err, out)
 	}
-	if !difftest.IsMounted(st.Mnt) {
+	if !mounts.IsMountpoint(st.Mnt) {
 		t.Fatalf("%q returned but %s is not mounted", argv, st.Mnt)
 	}
 	var sst unix.Stat_t
@@ -104,7 +105,7 @@ func ufStartServer(t *testing.T, argv []string, st difftest.Stack) *ufServer {
 		t.Fatalf("no process holds /dev/fuse for %s", st.Mnt)
 	}
 	t.Cleanup(func() {
-		if difftest.IsMounted(st.Mnt) {
+		if mounts.IsMountpoint(st.Mnt) {
 			if exec.Command("fusermount3", "-u", st.Mnt).Run() != nil {
 				unix.Unmount(st.Mnt, unix.MNT_DETACH)
 			}

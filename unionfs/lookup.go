@@ -221,11 +221,3 @@ func statToAttr(st *unix.Stat_t, a *fuse.Attr) {
 	a.Rdev = uint32(st.Rdev)
 	a.Blksize = uint32(st.Blksize)
 }
-
-func devOf(path string) uint64 {
-	var st unix.Stat_t
-	if unix.Stat(path, &st) != nil {
-		return 0
-	}
-	return st.Dev
-}

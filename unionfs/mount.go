@@ -4,11 +4,9 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"os"
-	"strconv"
-	"strings"
 
 	"github.com/hanwen/go-fuse/v2/fuse"
+	"github.com/strata-run/strata/unionfs/mounts"
 )
 
 // Server is a running union mount.
@@ -33,7 +31,7 @@ func Mount(mountpoint string, opts Options) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	if IsMountpoint(mnt) {
+	if mounts.IsMountpoint(mnt) {
 		return nil, fmt.Errorf("mountpoint %s: already a mount point (busy)", mnt)
 	}
 	u, err := newUnionFS(opts)
@@ -69,38 +67,4 @@ func (s *Server) Unmount() error {
 	}
 	s.Wait()
 	return nil
-}
-
-// IsMountpoint reports whether path is the target of a mount.
-func IsMountpoint(path string) bool {
-	data, err := os.ReadFile("/proc/self/mountinfo")
-	if err != nil {
-		return false
-	}
-	for _, line := range strings.Split(string(data), "\n") {
-		f := strings.Fields(line)
-		if len(f) > 4 && unescapeMountPath(f[4]) == path {
-			return true
-		}
-	}
-	return false
-}
-
-// unescapeMountPath undoes mountinfo's octal escapes (\040 for space...).
-func unescapeMountPath(s string) string {
-	if !strings.Contains(s, "\\") {
-		return s
-	}
-	var b strings.Builder
-	for i := 0; i < len(s); i++ {
-		if s[i] == '\\' && i+3 < len(s) {
-			if v, err := strconv.ParseUint(s[i+1:i+4], 8, 8); err == nil {
-				b.WriteByte(byte(v))
-				i += 3
-				continue
-			}
-		}
-		b.WriteByte(s[i])
-	}
-	return b.String()
 }

@@ -214,6 +214,7 @@ func (u *unionFS) newChild(ctx context.Context, parent *node, name string, r *re
 	// nodes, so every name of a hard link meets the same node here.
 	u.nodesMu.Lock()
 	existing := u.nodes[ino]
+	//lint:ignore SA1019 OnForget drops a node from the registry only after go-fuse has processed the kernel's FORGET; Forgotten covers the moment in between, so a lookup then gets a fresh node instead of a dying one.
 	if existing == nil || existing.Forgotten() || existing.StableAttr().Mode != st.Mode&unix.S_IFMT {
 		parent.NewInode(ctx, child, fs.StableAttr{Mode: st.Mode & unix.S_IFMT, Ino: ino})
 		u.nodes[ino] = child

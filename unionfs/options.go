@@ -8,6 +8,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/strata-run/strata/unionfs/mounts"
 )
 
 // Ownership says where file owners and modes live.
@@ -199,7 +201,7 @@ func ParseOverlayOptions(o *Options, spec string) error {
 		case "rw",
 			"default_permissions", "index", "metacopy", "volatile", "xino",
 			"squash_to_root", "squash_to_uid", "squash_to_gid", "uidmapping", "gidmapping",
-			"static_nlink", "noatime", "relatime", "context", "timeout", "threaded",
+			"static_nlink", "noatime", "relatime", "nodiratime", "context", "timeout", "threaded",
 			"fast_ino", "plugins", "nfs_export":
 			_ = hasVal // accepted for compatibility; strata decides these itself
 		default:
@@ -279,7 +281,7 @@ func (o *Options) Validate() error {
 	if within(o.Work, o.Upper) || within(o.Upper, o.Work) {
 		return fmt.Errorf("workdir %s: must not overlap upperdir %s", o.Work, o.Upper)
 	}
-	if devOf(o.Work) != devOf(o.Upper) {
+	if mounts.Dev(o.Work) != mounts.Dev(o.Upper) {
 		return fmt.Errorf("workdir %s: must be on the same filesystem as upperdir %s", o.Work, o.Upper)
 	}
 	return nil

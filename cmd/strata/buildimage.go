@@ -7,13 +7,19 @@ import (
 	"github.com/strata-run/strata/image"
 )
 
-func init() {
-	imageCmd := &cobra.Command{
+// newImageCmd is `strata image`, the group of image tools.
+func newImageCmd(g *globalOptions) *cobra.Command {
+	cmd := &cobra.Command{
 		Use:   "image",
 		Short: "Image tools (build-default)",
 	}
+	cmd.AddCommand(newBuildDefaultCmd(g))
+	return cmd
+}
+
+func newBuildDefaultCmd(g *globalOptions) *cobra.Command {
 	var busybox string
-	build := &cobra.Command{
+	cmd := &cobra.Command{
 		Use:   "build-default [NAME]",
 		Short: "Build the project's default image from Debian's busybox-static",
 		Long: `Build a small image from a static busybox (Debian's busybox-static package,
@@ -21,7 +27,7 @@ func init() {
 with root and user (1000), /tmp. Named ` + image.DefaultImageName + ` unless NAME is given.`,
 		Args: cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			store, err := openImageStore()
+			store, err := g.openImageStore()
 			if err != nil {
 				return err
 			}
@@ -33,11 +39,10 @@ with root and user (1000), /tmp. Named ` + image.DefaultImageName + ` unless NAM
 			if err != nil {
 				return err
 			}
-			fmt.Println(img.Name(), img.ID)
+			fmt.Fprintln(cmd.OutOrStdout(), img.Name(), img.ID)
 			return nil
 		},
 	}
-	build.Flags().StringVar(&busybox, "busybox", image.DefaultBusybox, "static busybox `BINARY` to use")
-	imageCmd.AddCommand(build)
-	rootCmd.AddCommand(imageCmd)
+	cmd.Flags().StringVar(&busybox, "busybox", image.DefaultBusybox, "static busybox `BINARY` to use")
+	return cmd
 }

@@ -6,19 +6,11 @@ import (
 	"os/signal"
 	"syscall"
 
-	"github.com/strata-run/strata/rootless"
-
 	"github.com/spf13/cobra"
+	"github.com/strata-run/strata/rootless"
 )
 
-func init() {
-	registerReexec(rootless.EnvTarUpper, func() {
-		if err := rootless.TarUpperChild(os.Args[1:]); err != nil {
-			fmt.Fprintln(os.Stderr, "strata:", err)
-			os.Exit(1)
-		}
-		os.Exit(0)
-	})
+func newCommitCmd(g *globalOptions) *cobra.Command {
 	pause := true
 	cmd := &cobra.Command{
 		Use:   "commit CONTAINER NAME",
@@ -34,15 +26,16 @@ after, also when the commit fails or is interrupted. --pause=false reads
 the layer of a running container as it is at that moment.`,
 		Args: cobra.ExactArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			store, err := openImageStore()
+			store, err := g.openImageStore()
 			if err != nil {
 				return err
 			}
-			// A commit ended by ^C or a TERM must not leave the container
-			// stopped: the context tells Commit to resume it.
-			ctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
+			// A commit ended by ^C, a TERM or a HUP must not leave the
+			// container stopped: the context tells Commit to resume it.
+			// INT and TERM cancel cmd.Context() already.
+			ctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGHUP)
 			defer stop()
-			img, err := rootless.Commit(ctx, store, storeRoot(), args[0], args[1], pause)
+			img, err := rootless.Commit(ctx, store, g.storeRoot(), args[0], args[1], pause)
 			if err != nil {
 				return err
 			}
@@ -51,5 +44,15 @@ the layer of a running container as it is at that moment.`,
 		},
 	}
 	cmd.Flags().BoolVarP(&pause, "pause", "p", true, "stop the container's processes while the commit reads its changes")
-	rootCmd.AddCommand(cmd)
+	return cancelledBySignals(cmd)
+}
+
+// tarUpperChild is the re-exec entry rootless.Commit starts to write a
+// container's upper as a layer tar from inside a user namespace.
+func tarUpperChild() {
+	if err := rootless.TarUpperChild(os.Args[1:]); err != nil {
+		fmt.Fprintln(os.Stderr, "strata:", err)
+		os.Exit(1)
+	}
+	os.Exit(0)
 }

@@ -8,17 +8,17 @@ import (
 	"github.com/spf13/cobra"
 )
 
-func init() {
-	rootCmd.AddCommand(&cobra.Command{
+func newDiffCmd(g *globalOptions) *cobra.Command {
+	return &cobra.Command{
 		Use:   "diff CONTAINER",
 		Short: "List files a container added (A), changed (C) or deleted (D)",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			store, err := openImageStore()
+			store, err := g.openImageStore()
 			if err != nil {
 				return err
 			}
-			changes, err := rootless.Diff(store, storeRoot(), args[0])
+			changes, err := rootless.Diff(store, g.storeRoot(), args[0])
 			if err != nil {
 				return err
 			}
@@ -27,5 +27,5 @@ func init() {
 			}
 			return nil
 		},
-	})
+	}
 }

@@ -10,8 +10,8 @@ import (
 	"github.com/strata-run/strata/rootless"
 )
 
-func init() {
-	cmd := &cobra.Command{
+func newDoctorCmd() *cobra.Command {
+	return &cobra.Command{
 		Use:   "doctor",
 		Short: "Check what this host gives strata: cgroup v2 delegation for resource limits, FUSE, id maps",
 		Long: `Check the host: for each requirement, what strata found and the exact fix.
@@ -49,7 +49,6 @@ Exit status: 0 when everything needed for containers with limits is there,
 			return nil
 		},
 	}
-	rootCmd.AddCommand(cmd)
 }
 
 // addLimitFlags adds podman's resource-limit flags to a command.

@@ -10,7 +10,7 @@ import (
 	"github.com/strata-run/strata/image"
 )
 
-func init() {
+func newImagesCmd(g *globalOptions) *cobra.Command {
 	var quiet bool
 	cmd := &cobra.Command{
 		Use:     "images",
@@ -18,7 +18,7 @@ func init() {
 		Short:   "List the images in the store",
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			store, err := openImageStore()
+			store, err := g.openImageStore()
 			if err != nil {
 				return err
 			}
@@ -50,7 +50,7 @@ func init() {
 		},
 	}
 	cmd.Flags().BoolVarP(&quiet, "quiet", "q", false, "print image IDs only")
-	rootCmd.AddCommand(cmd)
+	return cmd
 }
 
 func splitTag(n string) (repo, tag string) {

@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"io"
 	"math"
 	"os"
 	"strconv"
@@ -16,22 +17,6 @@ import (
 // envMaxLayerSize overrides image.DefaultMaxLayerSize: bytes, or a number
 // with a K, M, G or T suffix (powers of 1024).
 const envMaxLayerSize = "STRATA_MAX_LAYER_SIZE"
-
-// openImageStore opens the image store at --root.
-func openImageStore() (*image.Store, error) {
-	s, err := image.Open(storeRoot())
-	if err != nil {
-		return nil, err
-	}
-	if v := os.Getenv(envMaxLayerSize); v != "" {
-		n, err := parseSize(v)
-		if err != nil {
-			return nil, fmt.Errorf("%s=%q: %w", envMaxLayerSize, v, err)
-		}
-		s.MaxLayerSize = n
-	}
-	return s, nil
-}
 
 // parseSize reads "1048576", "512M", "64G", "1T".
 func parseSize(v string) (int64, error) {
@@ -58,23 +43,23 @@ func parseSize(v string) (int64, error) {
 	return n << shift, nil
 }
 
-// layerBars draws one progress bar per layer on stderr, unless quiet or
-// stderr is not a terminal. Call wait when the transfer is over.
+// layerBars draws one progress bar per layer on w, unless quiet or w is
+// not a terminal. Call wait when the transfer is over.
 type layerBars struct {
 	p    *mpb.Progress
 	mu   sync.Mutex // events come from one goroutine per layer
 	bars map[string]*mpb.Bar
 }
 
-func newLayerBars(quiet bool) *layerBars {
-	fd := int(os.Stderr.Fd())
-	if quiet || !term.IsTerminal(fd) {
+func newLayerBars(quiet bool, w io.Writer) *layerBars {
+	f, ok := w.(*os.File)
+	if quiet || !ok || !term.IsTerminal(int(f.Fd())) {
 		return &layerBars{}
 	}
-	if w, _, err := term.GetSize(fd); err != nil || w == 0 {
+	if width, _, err := term.GetSize(int(f.Fd())); err != nil || width == 0 {
 		return &layerBars{} // a terminal of no width shows no bars
 	}
-	return &layerBars{p: mpb.New(mpb.WithOutput(os.Stderr), mpb.WithWidth(40)), bars: map[string]*mpb.Bar{}}
+	return &layerBars{p: mpb.New(mpb.WithOutput(f), mpb.WithWidth(40)), bars: map[string]*mpb.Bar{}}
 }
 
 // event feeds an image.ProgressEvent to the bars; nil when bars are off.
@@ -115,14 +100,14 @@ func (l *layerBars) wait() {
 	l.p.Wait()
 }
 
-func printLoaded(imgs []image.Loaded) {
+func printLoaded(w io.Writer, imgs []image.Loaded) {
 	for _, img := range imgs {
 		names := img.Loaded
 		if len(names) == 0 {
 			names = []string{"<none>"}
 		}
 		for _, n := range names {
-			fmt.Printf("Loaded image %s %s\n", image.ShortID(img.ID), n)
+			fmt.Fprintf(w, "Loaded image %s %s\n", image.ShortID(img.ID), n)
 		}
 	}
 }

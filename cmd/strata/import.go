@@ -9,8 +9,8 @@ import (
 	"github.com/spf13/cobra"
 )
 
-func init() {
-	rootCmd.AddCommand(&cobra.Command{
+func newImportCmd(g *globalOptions) *cobra.Command {
+	return &cobra.Command{
 		Use:   "import TARBALL|DIR NAME",
 		Short: "Make a one-layer image from a root filesystem",
 		Long: `Make a one-layer image named NAME from a root filesystem: a directory, or a
@@ -20,7 +20,7 @@ rootless container. The image gets PATH and runs /bin/sh by default.`,
   strata import ./rootfs myimage`,
 		Args: cobra.ExactArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			store, err := openImageStore()
+			store, err := g.openImageStore()
 			if err != nil {
 				return err
 			}
@@ -32,8 +32,8 @@ rootless container. The image gets PATH and runs /bin/sh by default.`,
 			if err != nil {
 				return err
 			}
-			fmt.Println(img.ID)
+			fmt.Fprintln(cmd.OutOrStdout(), img.ID)
 			return nil
 		},
-	})
+	}
 }

@@ -8,22 +8,22 @@ import (
 
 // imageInspect is what `strata inspect` prints.
 type imageInspect struct {
-	ID       string      `json:"Id"`
-	Names    []string    `json:"Names"`
-	Manifest string      `json:"Manifest"`
-	Size     int64       `json:"Size"`
-	Layers   []string    `json:"Layers"`    // diff IDs, bottom first
-	LayerDir []string    `json:"LayerDirs"` // unpacked, top first
-	Config   interface{} `json:"Config"`
+	ID       string   `json:"Id"`
+	Names    []string `json:"Names"`
+	Manifest string   `json:"Manifest"`
+	Size     int64    `json:"Size"`
+	Layers   []string `json:"Layers"`    // diff IDs, bottom first
+	LayerDir []string `json:"LayerDirs"` // unpacked, top first
+	Config   any      `json:"Config"`
 }
 
-func init() {
-	rootCmd.AddCommand(&cobra.Command{
+func newInspectCmd(g *globalOptions) *cobra.Command {
+	return &cobra.Command{
 		Use:   "inspect IMAGE...",
 		Short: "Show images' config and layers as JSON",
 		Args:  cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			store, err := openImageStore()
+			store, err := g.openImageStore()
 			if err != nil {
 				return err
 			}
@@ -40,5 +40,5 @@ func init() {
 			enc.SetIndent("", "  ")
 			return enc.Encode(out)
 		},
-	})
+	}
 }

@@ -4,7 +4,7 @@ import (
 	"github.com/spf13/cobra"
 )
 
-func init() {
+func newLoadCmd(g *globalOptions) *cobra.Command {
 	var input string
 	var quiet bool
 	cmd := &cobra.Command{
@@ -17,22 +17,23 @@ podman save) into the store.`,
   strata load -i ./oci-layout-dir`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			store, err := openImageStore()
+			store, err := g.openImageStore()
 			if err != nil {
 				return err
 			}
-			bars := newLayerBars(quiet)
+			bars := newLayerBars(quiet, cmd.ErrOrStderr())
 			imgs, err := store.Load(input, bars.event())
 			bars.wait()
 			if err != nil {
 				return err
 			}
-			printLoaded(imgs)
+			printLoaded(cmd.OutOrStdout(), imgs)
 			return nil
 		},
 	}
 	cmd.Flags().StringVarP(&input, "input", "i", "", "archive `FILE` or layout DIR to load (required)")
 	cmd.Flags().BoolVarP(&quiet, "quiet", "q", false, "no progress bars")
-	cmd.MarkFlagRequired("input")
-	rootCmd.AddCommand(cmd)
+	// Only fails for a flag name not defined just above.
+	_ = cmd.MarkFlagRequired("input")
+	return cmd
 }

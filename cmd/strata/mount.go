@@ -13,6 +13,7 @@ import (
 
 	"github.com/spf13/cobra"
 	"github.com/strata-run/strata/unionfs"
+	"github.com/strata-run/strata/unionfs/mounts"
 )
 
 // readyFdEnv names the fd on which a background mount reports that it is
@@ -31,7 +32,16 @@ type mountFlags struct {
 	foreground bool
 }
 
-func init() {
+// mountRequest is what `strata mount` was asked to do.
+type mountRequest struct {
+	union      unionfs.Options
+	mountpoint string
+	foreground bool
+}
+
+// newMountCmd returns `strata mount`; mount does the work (runMount, or a
+// stand-in when a test checks the flags).
+func newMountCmd(mount func(*cobra.Command, mountRequest) error) *cobra.Command {
 	var f mountFlags
 	cmd := &cobra.Command{
 		Use:   "mount [-o lowerdir=A:B,upperdir=U,workdir=W] [--lower A --upper U --work W] MNT",
@@ -54,7 +64,11 @@ nocachereaddir, nosplice, lowertimeout=DURATION, uppertimeout=DURATION.`,
   strata mount --read-only --lower /rootfs /mnt`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return runMount(cmd, f, args[0])
+			opts, err := f.unionOptions()
+			if err != nil {
+				return err
+			}
+			return mount(cmd, mountRequest{union: opts, mountpoint: args[0], foreground: f.foreground})
 		},
 	}
 	cmd.Flags().StringArrayVarP(&f.options, "options", "o", nil, "overlayfs-style options (lowerdir=, upperdir=, workdir=, ...)")
@@ -63,7 +77,7 @@ nocachereaddir, nosplice, lowertimeout=DURATION, uppertimeout=DURATION.`,
 	cmd.Flags().StringVar(&f.work, "work", "", "work dir, on the same filesystem as --upper")
 	cmd.Flags().BoolVar(&f.readOnly, "read-only", false, "mount the lowers read-only, without an upper")
 	cmd.Flags().BoolVarP(&f.foreground, "foreground", "f", false, "serve in the foreground until unmounted")
-	rootCmd.AddCommand(cmd)
+	return cmd
 }
 
 func (f mountFlags) unionOptions() (unionfs.Options, error) {
@@ -93,18 +107,14 @@ func (f mountFlags) unionOptions() (unionfs.Options, error) {
 	return opts, nil
 }
 
-func runMount(cmd *cobra.Command, f mountFlags, mnt string) error {
-	opts, err := f.unionOptions()
-	if err != nil {
+func runMount(cmd *cobra.Command, r mountRequest) error {
+	if err := r.union.Validate(); err != nil {
 		return err
 	}
-	if err := opts.Validate(); err != nil {
-		return err
+	if !r.foreground {
+		return mountInBackground(cmd)
 	}
-	if !f.foreground {
-		return mountInBackground()
-	}
-	srv, err := unionfs.Mount(mnt, opts)
+	srv, err := unionfs.Mount(r.mountpoint, r.union)
 	report := readyReporter()
 	if err != nil {
 		report(err)
@@ -112,15 +122,17 @@ func runMount(cmd *cobra.Command, f mountFlags, mnt string) error {
 	}
 	report(nil)
 	serveRequestStats(srv)
+	// Not the shared context: every signal, not only the first, tries to
+	// take the mount down again, detaching it if it is busy.
 	go func() {
 		sig := make(chan os.Signal, 1)
 		signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM)
 		for range sig {
 			// A busy mount cannot go at once: detach it, and serve the
 			// files still open until they close; Wait returns then.
-			if err := unmount(srv.Mountpoint(), false); err != nil {
+			if err := mounts.Unmount(srv.Mountpoint(), false); err != nil {
 				slog.Warn("mount busy, detaching it", "mountpoint", srv.Mountpoint(), "err", err)
-				if err := unmount(srv.Mountpoint(), true); err != nil {
+				if err := mounts.Unmount(srv.Mountpoint(), true); err != nil {
 					slog.Error("detach failed", "mountpoint", srv.Mountpoint(), "err", err)
 				}
 			}
@@ -160,7 +172,10 @@ func readyReporter() func(error) {
 
 // mountInBackground re-runs this command with -f in a new session and
 // waits until it reports that the mount serves, or why not.
-func mountInBackground() error {
+func mountInBackground(cmd *cobra.Command) error {
+	// The parent only waits for the child's word: a signal ends it at
+	// once, and the child, in its own session, goes on.
+	signal.Reset(os.Interrupt, syscall.SIGTERM)
 	r, w, err := os.Pipe()
 	if err != nil {
 		return err
@@ -170,7 +185,7 @@ func mountInBackground() error {
 	child := exec.Command("/proc/self/exe", args...)
 	child.Env = append(os.Environ(), readyFdEnv+"=3")
 	child.ExtraFiles = []*os.File{w}
-	child.Stderr = os.Stderr
+	child.Stderr = cmd.ErrOrStderr()
 	child.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
 	if err := child.Start(); err != nil {
 		return fmt.Errorf("start mount server: %w", err)

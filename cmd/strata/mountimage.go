@@ -1,18 +1,17 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"log/slog"
 	"os"
-	"os/signal"
 	"path/filepath"
-	"syscall"
 
 	"github.com/spf13/cobra"
 	"github.com/strata-run/strata/unionfs"
 )
 
-func init() {
+func newMountImageCmd(g *globalOptions) *cobra.Command {
 	var foreground, writable bool
 	cmd := &cobra.Command{
 		Use:   "mount-image [-f] [--writable] IMAGE MNT",
@@ -26,20 +25,22 @@ upper layer on top (thrown away at unmount). Returns once the mount serves;
 		Args: cobra.ExactArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if !foreground {
-				return mountInBackground()
+				return mountInBackground(cmd)
 			}
-			return serveImage(args[0], args[1], writable)
+			return serveImage(cmd.Context(), g, args[0], args[1], writable)
 		},
 	}
 	cmd.Flags().BoolVarP(&foreground, "foreground", "f", false, "serve in the foreground until unmounted")
 	cmd.Flags().BoolVar(&writable, "writable", false, "add a scratch upper layer, removed at unmount")
-	rootCmd.AddCommand(cmd)
+	return cancelledBySignals(cmd)
 }
 
-func serveImage(ref, mnt string, writable bool) error {
+// serveImage serves the image at mnt until it is unmounted or ctx is
+// cancelled, which unmounts it.
+func serveImage(ctx context.Context, g *globalOptions, ref, mnt string, writable bool) error {
 	report := readyReporter()
 	fail := func(err error) error { report(err); return err }
-	store, err := openImageStore()
+	store, err := g.openImageStore()
 	if err != nil {
 		return fail(err)
 	}
@@ -73,12 +74,15 @@ func serveImage(ref, mnt string, writable bool) error {
 		return fail(fmt.Errorf("mount %s at %s: %w", ref, mnt, err))
 	}
 	report(nil)
+	served := make(chan struct{})
 	go func() {
-		sig := make(chan os.Signal, 1)
-		signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM)
-		<-sig
-		srv.Unmount()
+		select {
+		case <-ctx.Done():
+			srv.Unmount()
+		case <-served: // unmounted from outside
+		}
 	}()
 	srv.Wait()
+	close(served)
 	return nil
 }

@@ -6,8 +6,8 @@ import (
 	"github.com/spf13/cobra"
 )
 
-func init() {
-	rootCmd.AddCommand(&cobra.Command{
+func newPruneCmd(g *globalOptions) *cobra.Command {
+	return &cobra.Command{
 		Use:   "prune",
 		Short: "Remove layers no image or container uses",
 		Long: `Remove unpacked layers that no image and no container uses, blobs no image
@@ -15,7 +15,7 @@ refers to, and leftovers of interrupted pulls. Waits for pulls and loads in
 progress to finish first.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			store, err := openImageStore()
+			store, err := g.openImageStore()
 			if err != nil {
 				return err
 			}
@@ -23,11 +23,12 @@ progress to finish first.`,
 			if err != nil {
 				return err
 			}
+			out := cmd.OutOrStdout()
 			for _, l := range res.Layers {
-				fmt.Println("Deleted layer:", l)
+				fmt.Fprintln(out, "Deleted layer:", l)
 			}
-			fmt.Printf("Reclaimed %s (%d layers, %d blobs)\n", humanSize(res.Bytes), len(res.Layers), res.Blobs)
+			fmt.Fprintf(out, "Reclaimed %s (%d layers, %d blobs)\n", humanSize(res.Bytes), len(res.Layers), res.Blobs)
 			return nil
 		},
-	})
+	}
 }

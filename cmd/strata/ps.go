@@ -10,14 +10,14 @@ import (
 	"github.com/strata-run/strata/rootless"
 )
 
-func init() {
+func newPsCmd(g *globalOptions) *cobra.Command {
 	var all, quiet bool
 	cmd := &cobra.Command{
 		Use:   "ps",
 		Short: "List containers (running ones; -a for all)",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			cs, err := rootless.List(storeRoot())
+			cs, err := rootless.List(g.storeRoot())
 			if err != nil {
 				return err
 			}
@@ -49,5 +49,5 @@ func init() {
 	}
 	cmd.Flags().BoolVarP(&all, "all", "a", false, "show stopped containers too")
 	cmd.Flags().BoolVarP(&quiet, "quiet", "q", false, "print container ids only")
-	rootCmd.AddCommand(cmd)
+	return cmd
 }

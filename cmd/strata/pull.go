@@ -7,7 +7,7 @@ import (
 	"github.com/strata-run/strata/image"
 )
 
-func init() {
+func newPullCmd(g *globalOptions) *cobra.Command {
 	var o image.PullOptions
 	var quiet, tlsVerify bool
 	cmd := &cobra.Command{
@@ -24,24 +24,24 @@ store are not fetched again; everything fetched is checked by digest.`,
   strata pull --platform linux/arm64 docker.io/library/busybox:latest`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			store, err := openImageStore()
+			store, err := g.openImageStore()
 			if err != nil {
 				return err
 			}
 			o.Insecure = !tlsVerify
-			bars := newLayerBars(quiet)
+			bars := newLayerBars(quiet, cmd.ErrOrStderr())
 			o.Progress = bars.event()
 			img, err := store.Pull(cmd.Context(), args[0], o)
 			bars.wait()
 			if err != nil {
-				return err
+				return interrupted(cmd.Context(), err)
 			}
-			fmt.Println(img.ID)
+			fmt.Fprintln(cmd.OutOrStdout(), img.ID)
 			return nil
 		},
 	}
 	cmd.Flags().BoolVarP(&quiet, "quiet", "q", false, "no progress bars")
 	cmd.Flags().BoolVar(&tlsVerify, "tls-verify", true, "require HTTPS with a verified certificate")
 	cmd.Flags().StringVar(&o.Platform, "platform", "", "pull this `OS/ARCH[/VARIANT]` of a multi-arch image, e.g. linux/arm64 (default: this host's)")
-	rootCmd.AddCommand(cmd)
+	return cancelledBySignals(cmd)
 }

@@ -8,7 +8,7 @@ import (
 	"github.com/strata-run/strata/rootless"
 )
 
-func init() {
+func newRmCmd(g *globalOptions) *cobra.Command {
 	var force bool
 	cmd := &cobra.Command{
 		Use:   "rm [-f] CONTAINER...",
@@ -17,9 +17,9 @@ func init() {
 		RunE: func(cmd *cobra.Command, args []string) error {
 			var errs []error
 			for _, ref := range args {
-				c, err := rootless.Find(storeRoot(), ref)
+				c, err := rootless.Find(g.storeRoot(), ref)
 				if err == nil {
-					err = rootless.Remove(storeRoot(), c, force)
+					err = rootless.Remove(g.storeRoot(), c, force)
 				}
 				if err != nil {
 					errs = append(errs, err)
@@ -31,5 +31,5 @@ func init() {
 		},
 	}
 	cmd.Flags().BoolVarP(&force, "force", "f", false, "kill a running container first")
-	rootCmd.AddCommand(cmd)
+	return cmd
 }

@@ -6,7 +6,7 @@ import (
 	"github.com/spf13/cobra"
 )
 
-func init() {
+func newRmiCmd(g *globalOptions) *cobra.Command {
 	var force bool
 	cmd := &cobra.Command{
 		Use:   "rmi [-f] IMAGE...",
@@ -16,25 +16,26 @@ goes. An image a container uses stays unless -f. Unpacked layers stay until
 strata prune.`,
 		Args: cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			store, err := openImageStore()
+			store, err := g.openImageStore()
 			if err != nil {
 				return err
 			}
+			out := cmd.OutOrStdout()
 			for _, ref := range args {
 				res, err := store.Remove(ref, force)
 				if err != nil {
 					return err
 				}
 				for _, n := range res.Untagged {
-					fmt.Println("Untagged:", n)
+					fmt.Fprintln(out, "Untagged:", n)
 				}
 				if res.Deleted != "" {
-					fmt.Println("Deleted:", res.Deleted)
+					fmt.Fprintln(out, "Deleted:", res.Deleted)
 				}
 			}
 			return nil
 		},
 	}
 	cmd.Flags().BoolVarP(&force, "force", "f", false, "remove even if a container uses it")
-	rootCmd.AddCommand(cmd)
+	return cmd
 }

@@ -12,10 +12,9 @@ import (
 	"github.com/strata-run/strata/rootless"
 )
 
-func init() {
-	registerReexec(rootless.EnvChild, func() { os.Exit(rootless.Child()) })
-	registerReexec(rootless.EnvInit, func() { os.Exit(rootless.Init()) })
-
+// newRunCmd returns `strata run`; start runs the container (rootless.Run,
+// or a stand-in when a test checks the flags).
+func newRunCmd(g *globalOptions, start func(rootless.Options) (int, error)) *cobra.Command {
 	var o rootless.Options
 	var rootfs, entrypoint string
 	var securityOpts []string
@@ -31,7 +30,7 @@ command cannot be executed, 127 when it is not found, 128+N when a signal N
 ended it.`,
 		Args: cobra.ArbitraryArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			o.Root = storeRoot()
+			o.Root = g.storeRoot()
 			if cmd.Flags().Changed("entrypoint") {
 				ep := []string{}
 				if entrypoint != "" {
@@ -47,9 +46,10 @@ ended it.`,
 			if err := resolveImage(&o, rootfs, args); err != nil {
 				return withExitCode(125, err)
 			}
-			o.Warn = func(msg string) { fmt.Fprintln(os.Stderr, "strata: warning:", msg) }
+			stderr := cmd.ErrOrStderr()
+			o.Warn = func(msg string) { fmt.Fprintln(stderr, "strata: warning:", msg) }
 			o.Cgroups = cgroupConfig(o.Cgroups.Parent)
-			code, err := rootless.Run(o)
+			code, err := start(o)
 			return withExitCode(code, err)
 		},
 	}
@@ -77,7 +77,7 @@ ended it.`,
 	f.StringArrayVar(&securityOpts, "security-opt", nil, "seccomp=unconfined turns the default seccomp filter off")
 	f.StringVar(&entrypoint, "entrypoint", "", "override the image's entrypoint")
 	addLimitFlags(f, &o.Limits, &o.Cgroups)
-	rootCmd.AddCommand(cmd)
+	return cmd
 }
 
 func parseSecurityOpts(opts []string) (seccomp bool, err error) {

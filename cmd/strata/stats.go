@@ -10,7 +10,7 @@ import (
 	"github.com/strata-run/strata/rootless"
 )
 
-func init() {
+func newStatsCmd(g *globalOptions) *cobra.Command {
 	var noStream bool
 	cmd := &cobra.Command{
 		Use:   "stats [CONTAINER...]",
@@ -20,7 +20,7 @@ every second (--no-stream: once). The numbers come from each container's own
 cgroup, which exists where strata has a delegated cgroup v2 (strata doctor).`,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			for {
-				if err := printStats(cmd.OutOrStdout(), args); err != nil {
+				if err := printStats(cmd.OutOrStdout(), g.storeRoot(), args); err != nil {
 					return err
 				}
 				if noStream {
@@ -30,14 +30,14 @@ cgroup, which exists where strata has a delegated cgroup v2 (strata doctor).`,
 		},
 	}
 	cmd.Flags().BoolVar(&noStream, "no-stream", false, "print once and exit")
-	rootCmd.AddCommand(cmd)
+	return cmd
 }
 
 // printStats samples the containers twice, a second apart, for CPU %.
-func printStats(w io.Writer, refs []string) error {
+func printStats(w io.Writer, storeRoot string, refs []string) error {
 	var cs []rootless.Container
 	if len(refs) == 0 {
-		all, err := rootless.List(storeRoot())
+		all, err := rootless.List(storeRoot)
 		if err != nil {
 			return err
 		}
@@ -48,7 +48,7 @@ func printStats(w io.Writer, refs []string) error {
 		}
 	}
 	for _, ref := range refs {
-		c, err := rootless.Find(storeRoot(), ref)
+		c, err := rootless.Find(storeRoot, ref)
 		if err != nil {
 			return err
 		}

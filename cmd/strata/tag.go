@@ -4,14 +4,14 @@ import (
 	"github.com/spf13/cobra"
 )
 
-func init() {
-	rootCmd.AddCommand(&cobra.Command{
+func newTagCmd(g *globalOptions) *cobra.Command {
+	return &cobra.Command{
 		Use:     "tag IMAGE NAME...",
 		Short:   "Give an image more names",
 		Example: `  strata tag strata/busybox:latest mybox:v1`,
 		Args:    cobra.MinimumNArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			store, err := openImageStore()
+			store, err := g.openImageStore()
 			if err != nil {
 				return err
 			}
@@ -22,5 +22,5 @@ func init() {
 			}
 			return nil
 		},
-	})
+	}
 }

@@ -11,8 +11,8 @@ import (
 // version is set at link time by the Makefile (-X main.version=...).
 var version = "dev"
 
-func init() {
-	rootCmd.AddCommand(&cobra.Command{
+func newVersionCmd() *cobra.Command {
+	return &cobra.Command{
 		Use:   "version",
 		Short: "Print strata's version and build facts",
 		Args:  cobra.NoArgs,
@@ -29,5 +29,5 @@ func init() {
 				version, runtime.Version(), runtime.GOOS, runtime.GOARCH, fuseVersion)
 			return nil
 		},
-	})
+	}
 }

@@ -1,7 +1,6 @@
 package difftest
 
 import (
-	"bufio"
 	"bytes"
 	"errors"
 	"fmt"
@@ -14,7 +13,7 @@ import (
 	"time"
 
 	"github.com/strata-run/strata/unionfs"
-	"golang.org/x/sys/unix"
+	"github.com/strata-run/strata/unionfs/mounts"
 )
 
 // Stack is one union's directories.
@@ -102,22 +101,11 @@ func (m *kernelMount) Unmount() error {
 	return unmount(m.mnt)
 }
 
-// unmount unmounts mnt, retrying a busy mount for a moment (the kernel may
+// unmount unmounts mnt, waiting a moment while it is busy (the kernel may
 // still be dropping a just-closed file), and detaches it lazily if it stays
-// busy, so nothing is left behind either way.
+// busy, so nothing is left behind either way; that still fails the test.
 func unmount(mnt string) error {
-	var err error
-	for i := 0; i < 20; i++ {
-		if err = unix.Unmount(mnt, 0); err != unix.EBUSY {
-			break
-		}
-		time.Sleep(25 * time.Millisecond)
-	}
-	if err != nil {
-		unix.Unmount(mnt, unix.MNT_DETACH)
-		return fmt.Errorf("unmount %s: %w", mnt, err)
-	}
-	return nil
+	return mounts.UnmountWait(mnt, 500*time.Millisecond)
 }
 
 func (m *kernelMount) Abort() {}
@@ -173,7 +161,7 @@ func (m *strataMount) Unmount() error {
 	}
 	m.done = true
 	var err error
-	if IsMounted(m.mnt) {
+	if mounts.IsMountpoint(m.mnt) {
 		err = unmount(m.mnt)
 	}
 	select {
@@ -211,7 +199,7 @@ func (m *strataMount) Output() string { return m.out.String() }
 // process behind exited ends, or timeout passes.
 func WaitMounted(mnt string, exited <-chan struct{}, timeout time.Duration) error {
 	deadline := time.Now().Add(timeout)
-	for !IsMounted(mnt) {
+	for !mounts.IsMountpoint(mnt) {
 		select {
 		case <-exited:
 			return errors.New("server exited before the mount appeared")
@@ -223,26 +211,6 @@ func WaitMounted(mnt string, exited <-chan struct{}, timeout time.Duration) erro
 		time.Sleep(5 * time.Millisecond)
 	}
 	return nil
-}
-
-// IsMounted reports whether mnt is a mount point in this mount namespace.
-func IsMounted(mnt string) bool {
-	data, err := os.ReadFile("/proc/self/mountinfo")
-	if err != nil {
-		return false
-	}
-	sc := bufio.NewScanner(bytes.NewReader(data))
-	for sc.Scan() {
-		f := strings.Fields(sc.Text())
-		if len(f) > 4 && unescapeMount(f[4]) == mnt {
-			return true
-		}
-	}
-	return false
-}
-
-func unescapeMount(s string) string {
-	return strings.NewReplacer(`\040`, " ", `\011`, "\t", `\012`, "\n", `\134`, `\`).Replace(s)
 }
 
 type syncBuffer struct {

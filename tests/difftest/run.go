@@ -10,6 +10,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/strata-run/strata/unionfs/mounts"
 	"golang.org/x/sys/unix"
 )
 
@@ -151,7 +152,7 @@ func (p *pair) unmount() string {
 func (p *pair) vanished() string {
 	var s string
 	for _, m := range []string{p.sa.Mnt, p.sb.Mnt} {
-		if !IsMounted(m) {
+		if !mounts.IsMountpoint(m) {
 			s += "\nNOTE: " + m + " is no longer mounted; something outside this test unmounted it"
 		}
 	}

@@ -6,8 +6,6 @@
 package harness
 
 import (
-	"bufio"
-	"bytes"
 	"os"
 	"os/exec"
 	"os/user"
@@ -17,6 +15,8 @@ import (
 	"strings"
 	"sync"
 	"testing"
+
+	"github.com/strata-run/strata/unionfs/mounts"
 )
 
 // Skip skips t because the host lacks something, and fails instead when
@@ -127,27 +127,11 @@ func (u TestUser) Command(name string, args ...string) *exec.Cmd {
 
 // Mounts returns the mount points of FUSE and overlay mounts now on the host.
 func Mounts() []string {
-	data, err := os.ReadFile("/proc/self/mountinfo")
-	if err != nil {
-		return nil
-	}
+	ms, _ := mounts.Read()
 	var out []string
-	sc := bufio.NewScanner(bytes.NewReader(data))
-	for sc.Scan() {
-		fields := strings.Fields(sc.Text())
-		sep := -1
-		for i, f := range fields {
-			if f == "-" {
-				sep = i
-				break
-			}
-		}
-		if sep < 0 || sep+1 >= len(fields) {
-			continue
-		}
-		fstype := fields[sep+1]
-		if fstype == "overlay" || strings.HasPrefix(fstype, "fuse") {
-			out = append(out, fields[4])
+	for _, m := range ms {
+		if m.FSType == "overlay" || strings.HasPrefix(m.FSType, "fuse") {
+			out = append(out, m.Point)
 		}
 	}
 	return out

@@ -6,6 +6,7 @@
 # tests/cgroup_test.go reads:
 #   CGTEST ok NAME [detail]  |  CGTEST FAIL NAME: why
 mode=${1:-cgroupfs}
+# --net=none: the guest has no /dev/net/tun, and no check needs a network.
 S="strata --root /home/user/store"
 cd /home/user
 
@@ -27,7 +28,7 @@ strata doctor >/tmp/doctor 2>&1
 if grep -q "available, through $mode" /tmp/doctor; then ok "doctor-$mode"; else fail "doctor-$mode" "$(tr '\n' ' ' </tmp/doctor)"; fi
 
 # The container's view: its own cgroup, read-only, rooted at "/".
-out=$($S run --rm --pids-limit 100 --memory 100m --rootfs /rootfs sh -c \
+out=$($S run --net=none --rm --pids-limit 100 --memory 100m --rootfs /rootfs sh -c \
 	'cat /proc/self/cgroup; cat /sys/fs/cgroup/pids.max /sys/fs/cgroup/memory.max; mkdir /sys/fs/cgroup/x 2>/dev/null || echo read-only' 2>&1)
 rc=$?
 exp=$(printf '0::/\n100\n104857600\nread-only')
@@ -40,7 +41,7 @@ out=$($S run --rm --net=host --pids-limit 50 --rootfs /rootfs sh -c 'cat /proc/s
 if [ "$out" = "$(printf '0::/\n50')" ]; then ok view-net-host; else fail view-net-host "$(echo "$out" | tr '\n' ' ')"; fi
 
 # --memory 64m and 200 MiB allocated (dd's buffer): the OOM killer, 137, and strata says so.
-$S run --rm --memory 64m --rootfs /rootfs dd if=/dev/zero of=/dev/null bs=200M count=1 >/tmp/oom.out 2>/tmp/oom.err
+$S run --net=none --rm --memory 64m --rootfs /rootfs dd if=/dev/zero of=/dev/null bs=200M count=1 >/tmp/oom.out 2>/tmp/oom.err
 rc=$?
 if [ $rc = 137 ] && grep -q "OOM killer: it reached its memory limit (--memory 64m;" /tmp/oom.err; then
 	ok oom "$(cat /tmp/oom.err | tr '\n' ' ')"
@@ -51,7 +52,7 @@ check_gone gone-after-oom
 
 # --pids-limit 20 and a fork loop: forks fail, the container lives on.
 # Only builtins after the loop: pids.events counts the refusals.
-out=$($S run --rm --pids-limit 20 --rootfs /rootfs sh -c \
+out=$($S run --net=none --rm --pids-limit 20 --rootfs /rootfs sh -c \
 	'sh -c "i=0; while [ \$i -lt 40 ]; do sleep 5 & i=\$((i+1)); done" 2>&1; echo survived; while read k v; do echo "events $k $v"; done </sys/fs/cgroup/pids.events' 2>&1)
 rc=$?
 if [ $rc = 0 ] && echo "$out" | grep -q survived && echo "$out" | grep -q "can't fork" && echo "$out" | grep -Eq 'events max [1-9]'; then
@@ -70,7 +71,7 @@ cpus_once() {
 	sh -c 'while :; do :; done' &
 	ref=$!
 	r0=$(awk '{print $14+$15}' /proc/$ref/stat); w0=$(now)
-	out=$($S run --rm --cpus 0.5 --rootfs /rootfs sh -c '
+	out=$($S run --net=none --rm --cpus 0.5 --rootfs /rootfs sh -c '
 		sh -c "while :; do :; done" & sleep 1
 		u0=$(awk "/usage_usec/{print \$2}" /sys/fs/cgroup/cpu.stat); t0=$(cut -d" " -f1 /proc/uptime)
 		sleep 5
@@ -100,20 +101,20 @@ fi
 check_gone gone-after-cpus
 
 # --cpuset-cpus 0: the container runs on CPU 0 only.
-out=$($S run --rm --cpuset-cpus 0 --rootfs /rootfs sh -c 'cat /sys/fs/cgroup/cpuset.cpus.effective; grep Cpus_allowed_list /proc/self/status' 2>&1)
+out=$($S run --net=none --rm --cpuset-cpus 0 --rootfs /rootfs sh -c 'cat /sys/fs/cgroup/cpuset.cpus.effective; grep Cpus_allowed_list /proc/self/status' 2>&1)
 rc=$?
 if [ $rc = 0 ] && [ "$out" = "$(printf '0\nCpus_allowed_list:\t0')" ]; then ok cpuset; else fail cpuset "exit $rc: $(echo "$out" | tr '\n' ' ')"; fi
 
 # --cpu-shares (as cpu.weight), --memory-reservation (memory.low) and
 # --memory-swap (memory plus swap: memory.swap.max is the difference) land
 # in their files.
-out=$($S run --rm --cpu-shares 512 --memory 64m --memory-swap 96m --memory-reservation 32m --rootfs /rootfs \
+out=$($S run --net=none --rm --cpu-shares 512 --memory 64m --memory-swap 96m --memory-reservation 32m --rootfs /rootfs \
 	cat /sys/fs/cgroup/cpu.weight /sys/fs/cgroup/memory.low /sys/fs/cgroup/memory.swap.max 2>&1)
 if [ "$out" = "$(printf '20\n33554432\n33554432')" ]; then ok weight-swap-reservation; else fail weight-swap-reservation "$(echo "$out" | tr '\n' ' ')"; fi
 
 # strata stats of a running container, then SIGKILL of strata: the next
 # strata sweeps the cgroup it left.
-$S run --name victim --memory 64m --pids-limit 50 --rootfs /rootfs sleep 300 >/dev/null 2>&1 &
+$S run --net=none --name victim --memory 64m --pids-limit 50 --rootfs /rootfs sleep 300 >/dev/null 2>&1 &
 pid=$!
 i=0
 while [ $i -lt 100 ] && [ -z "$(leftover)" ]; do sleep 0.2; i=$((i+1)); done
@@ -128,7 +129,7 @@ $S rm victim >/dev/null 2>&1
 check_gone gone-after-sigkill
 
 # No limits asked: still runs, in a cgroup of its own.
-out=$($S run --rm --rootfs /rootfs cat /proc/self/cgroup 2>&1)
+out=$($S run --net=none --rm --rootfs /rootfs cat /proc/self/cgroup 2>&1)
 if [ "$out" = "0::/" ]; then ok no-limits; else fail no-limits "$out"; fi
 check_gone gone-after-no-limits
 
