@@ -73,13 +73,6 @@ func (n *node) adoptRemoved(fd int, ok bool) {
 	}
 }
 
-// removed reports whether n lost its last name (see adoptRemoved).
-func (n *node) removed() bool {
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	return n.pin > 0
-}
-
 // unpin closes the pinned fd once the kernel forgot the node.
 func (n *node) unpin() {
 	n.mu.Lock()
