@@ -2,9 +2,14 @@ package rootless
 
 import (
 	"fmt"
+	"io"
 	"os"
+	"os/signal"
+	"syscall"
 
+	"github.com/creack/pty"
 	"golang.org/x/sys/unix"
+	"golang.org/x/term"
 )
 
 // With -t the pseudo-terminal comes from the container's own devpts
@@ -86,4 +91,38 @@ func consolePair() (parentEnd, childEnd *os.File, err error) {
 		return nil, nil, fmt.Errorf("console socket: %w", err)
 	}
 	return os.NewFile(uintptr(fds[0]), "console"), os.NewFile(uintptr(fds[1]), "console"), nil
+}
+
+// relayTerminal connects strata's terminal to the container's pty master:
+// its output always, strata's input with stdin, and the window size as it
+// changes; raw mode while strata's stdin is a terminal. done closes when
+// the container's output ends; stop restores the terminal.
+func relayTerminal(ptmx *os.File, stdin bool) (done <-chan struct{}, stop func()) {
+	restore := func() {}
+	if !term.IsTerminal(int(os.Stdin.Fd())) {
+		pty.Setsize(ptmx, &pty.Winsize{Rows: 24, Cols: 80})
+	} else {
+		pty.InheritSize(os.Stdin, ptmx)
+		if stdin {
+			if st, err := term.MakeRaw(int(os.Stdin.Fd())); err == nil {
+				restore = func() { term.Restore(int(os.Stdin.Fd()), st) }
+			}
+		}
+	}
+	if stdin {
+		go io.Copy(ptmx, os.Stdin)
+	}
+	out := make(chan struct{})
+	go func() { io.Copy(os.Stdout, ptmx); close(out) }()
+	winch := make(chan os.Signal, 1)
+	signal.Notify(winch, syscall.SIGWINCH)
+	go func() {
+		for range winch {
+			pty.InheritSize(os.Stdin, ptmx)
+		}
+	}()
+	return out, func() {
+		signal.Stop(winch)
+		restore()
+	}
 }

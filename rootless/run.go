@@ -6,16 +6,11 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"os/signal"
 	"path/filepath"
 	"runtime"
 	"strconv"
 	"strings"
-	"syscall"
 	"time"
-
-	"github.com/creack/pty"
-	"golang.org/x/term"
 )
 
 // Options describe one `strata run`.
@@ -377,27 +372,25 @@ func supervise(o Options, plan idPlan, spec *Spec, net Network, cg Cgroup, rdir 
 	// this goroutine on one thread for good.
 	runtime.LockOSThread()
 
-	var stdio [3]*os.File
 	var consoleParent, consoleChild *os.File
 	null, err := os.Open(os.DevNull)
 	if err != nil {
 		return 125, false, err
 	}
 	defer null.Close()
+	// With a tty, init sends the master of a pty it opens inside the
+	// container, and the child's own stdio carries only its errors.
+	stdio := [3]*os.File{os.Stdin, os.Stdout, os.Stderr}
+	if !o.Stdin {
+		stdio[0] = null
+	}
 	if o.TTY {
-		// init sends the master of a pty it opens inside the container.
 		consoleParent, consoleChild, err = consolePair()
 		if err != nil {
 			return 125, false, err
 		}
 		defer consoleParent.Close()
 		stdio = [3]*os.File{null, os.Stderr, os.Stderr}
-	} else {
-		stdin := os.Stdin
-		if !o.Stdin {
-			stdin = null
-		}
-		stdio = [3]*os.File{stdin, os.Stdout, os.Stderr}
 	}
 
 	errR, errW, err := os.Pipe()
@@ -434,24 +427,8 @@ func supervise(o Options, plan idPlan, spec *Spec, net Network, cg Cgroup, rdir 
 		return 125, false, err
 	}
 	defer cg.Close()
-	// A network that dies under the container ends it, with the reason.
-	exited := make(chan struct{})
-	defer close(exited)
-	var netErr error
-	netDead := make(chan struct{})
-	go func() {
-		select {
-		case err := <-net.Failed():
-			// A helper also ends when the namespace goes, i.e. after the
-			// child: that is no failure.
-			if running(cmd.Process.Pid) {
-				netErr = err
-				cmd.Process.Kill()
-				close(netDead)
-			}
-		case <-exited:
-		}
-	}()
+	stopWatch, netDied := watchNetwork(net, cmd.Process)
+	defer stopWatch()
 
 	var ptmx *os.File
 	if consoleParent != nil {
@@ -460,39 +437,18 @@ func supervise(o Options, plan idPlan, spec *Spec, net Network, cg Cgroup, rdir 
 			cmd.Process.Kill()
 		}
 	}
-	outDone := make(chan struct{})
+	var outDone <-chan struct{}
 	if ptmx != nil {
 		defer ptmx.Close()
-		if !term.IsTerminal(int(os.Stdin.Fd())) {
-			pty.Setsize(ptmx, &pty.Winsize{Rows: 24, Cols: 80})
-		} else {
-			pty.InheritSize(os.Stdin, ptmx)
-			if o.Stdin {
-				if st, err := term.MakeRaw(int(os.Stdin.Fd())); err == nil {
-					defer term.Restore(int(os.Stdin.Fd()), st)
-				}
-			}
-		}
-		if o.Stdin {
-			go io.Copy(ptmx, os.Stdin)
-		}
-		go func() { io.Copy(os.Stdout, ptmx); close(outDone) }()
-		winch := make(chan os.Signal, 1)
-		signal.Notify(winch, syscall.SIGWINCH)
-		defer signal.Stop(winch)
-		go func() {
-			for range winch {
-				pty.InheritSize(os.Stdin, ptmx)
-			}
-		}()
-	} else {
-		close(outDone)
+		var stopTerminal func()
+		outDone, stopTerminal = relayTerminal(ptmx, o.Stdin)
+		defer stopTerminal()
 	}
 	relay.to(cmd.Process)
 
 	setupErr := readSetupError(errR)
 	werr := cmd.Wait()
-	if ptmx != nil {
+	if outDone != nil {
 		// All slave fds are gone once the container is; the master then
 		// reads EIO. Bounded, in case a process escaped with the slave.
 		select {
@@ -500,16 +456,45 @@ func supervise(o Options, plan idPlan, spec *Spec, net Network, cg Cgroup, rdir 
 		case <-time.After(2 * time.Second):
 		}
 	}
-	select {
-	case <-netDead:
+	if netErr := netDied(); netErr != nil {
 		return 125, setupErr == nil, exitErr(125, "container ended: its network died: %w", netErr)
-	default:
 	}
 	if setupErr != nil {
 		return setupErr.Code, false, &ExitError{Code: setupErr.Code, Err: errors.New(setupErr.Msg)}
 	}
 	code, err = waitCode(werr, "container")
 	return code, err == nil, err
+}
+
+// watchNetwork kills the container when its network dies under it (a
+// helper exiting). died, asked once the container has been waited for,
+// returns the network's error if that is what ended it.
+func watchNetwork(net Network, p *os.Process) (stop func(), died func() error) {
+	exited := make(chan struct{})
+	dead := make(chan error, 1)
+	go func() {
+		select {
+		case err := <-net.Failed():
+			// A helper also ends when the namespace goes, i.e. after the
+			// child: that is no failure.
+			if running(p.Pid) {
+				p.Kill()
+				if err == nil {
+					err = errors.New("its helper exited")
+				}
+				dead <- err
+			}
+		case <-exited:
+		}
+	}()
+	return func() { close(exited) }, func() error {
+		select {
+		case err := <-dead:
+			return err
+		default:
+			return nil
+		}
+	}
 }
 
 // readSetupError reads the error pipe to EOF: nothing means every re-exec
