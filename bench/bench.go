@@ -276,13 +276,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	for _, w := range ws {
 		rep.Workloads = append(rep.Workloads, WorkloadInfo{Name: w.Name, Desc: w.Desc, Cold: w.Cold})
 	}
-	modes := []string{}
-	if cfg.Root {
-		modes = append(modes, "root")
-	}
-	if cfg.Rootless {
-		modes = append(modes, "rootless")
-	}
+	modes := cfg.modes()
 	rep.Modes = modes
 	rep.Host = hostInfo()
 
@@ -334,29 +328,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 			}
 		}
 	}
-	cells := map[string]*Cell{}
-	for _, w := range ws {
-		for _, m := range modes {
-			for _, b := range backends {
-				c := &Cell{Workload: w.Name, Backend: b.Name, Mode: m}
-				cells[w.Name+"/"+m+"/"+b.Name] = c
-				rep.Cells = append(rep.Cells, c)
-				switch {
-				case modeNotRun[m] != "":
-					c.NotRun = modeNotRun[m]
-				case w.Cold && m == "rootless" && !isRoot:
-					c.NotRun = "dropping caches needs root"
-				case w.Full1M && (b.Off != "" || b.On != ""):
-					c.NotRun, c.ByDesign = "walk-1m runs only on the default backends", true
-				case w.Full1M && (b.Kind == "native" || b.Kind == "kernel"):
-					c.NotRun, c.ByDesign = "walk-1m measures the FUSE server's memory; in-kernel backends have none", true
-				case (b.Off != "" || b.On != "") && !w.Variants && !cfg.AllVariants && len(cfg.Backends) == 0:
-					c.NotRun, c.ByDesign = "variants run on the warm read-path workloads and copyup-small only, to keep a full run under 40 min (--all-variants, or name them in --backends)", true
-				}
-			}
-		}
-	}
-
+	cells := cfg.planCells(rep, ws, backends, modes, modeNotRun, isRoot)
 	total := 0
 	for _, w := range ws {
 		for _, m := range modes {
@@ -413,17 +385,10 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 					} else {
 						res = execute(j, dropCaches)
 					}
-					switch {
-					case res.SetupFailed:
+					if res.SetupFailed {
 						backendBroken[m+"/"+b.Name] = "cannot mount: " + res.Error
-						c.NotRun = backendBroken[m+"/"+b.Name]
-					case res.NotRun:
-						c.NotRun = res.Error
-					case res.Error != "":
-						c.Error = res.Error
-					default:
-						c.Runs = append(c.Runs, res)
 					}
+					c.record(res)
 					done++
 					cfg.Progress(done, total, what)
 				}
@@ -562,3 +527,60 @@ func median(xs []float64) float64 {
 }
 
 func syncAll() { unix.Sync() }
+
+// modes are the modes the run covers, root first.
+func (cfg Config) modes() []string {
+	modes := []string{}
+	if cfg.Root {
+		modes = append(modes, "root")
+	}
+	if cfg.Rootless {
+		modes = append(modes, "rootless")
+	}
+	return modes
+}
+
+// planCells makes the report's cells, one per workload, mode and backend,
+// each marked with why it will not run where it will not (a mode that
+// cannot run, a cell left out by design).
+func (cfg Config) planCells(rep *Report, ws []*workload, backends []BackendSpec, modes []string, modeNotRun map[string]string, isRoot bool) map[string]*Cell {
+	cells := map[string]*Cell{}
+	for _, w := range ws {
+		for _, m := range modes {
+			for _, b := range backends {
+				c := &Cell{Workload: w.Name, Backend: b.Name, Mode: m}
+				cells[w.Name+"/"+m+"/"+b.Name] = c
+				rep.Cells = append(rep.Cells, c)
+				switch {
+				case modeNotRun[m] != "":
+					c.NotRun = modeNotRun[m]
+				case w.Cold && m == "rootless" && !isRoot:
+					c.NotRun = "dropping caches needs root"
+				case w.Full1M && (b.Off != "" || b.On != ""):
+					c.NotRun, c.ByDesign = "walk-1m runs only on the default backends", true
+				case w.Full1M && (b.Kind == "native" || b.Kind == "kernel"):
+					c.NotRun, c.ByDesign = "walk-1m measures the FUSE server's memory; in-kernel backends have none", true
+				case (b.Off != "" || b.On != "") && !w.Variants && !cfg.AllVariants && len(cfg.Backends) == 0:
+					c.NotRun, c.ByDesign = "variants run on the warm read-path workloads and copyup-small only, to keep a full run under 40 min (--all-variants, or name them in --backends)", true
+				}
+			}
+		}
+	}
+
+	return cells
+}
+
+// record files one run's result in the cell: a measurement, or why the
+// cell could not run or failed.
+func (c *Cell) record(res Measurement) {
+	switch {
+	case res.SetupFailed:
+		c.NotRun = "cannot mount: " + res.Error
+	case res.NotRun:
+		c.NotRun = res.Error
+	case res.Error != "":
+		c.Error = res.Error
+	default:
+		c.Runs = append(c.Runs, res)
+	}
+}
