@@ -117,8 +117,7 @@ func (u *unionFS) resolve(parent *node, name string, full bool) (r resolved, err
 	}
 	isDir := found && r.st.Mode&unix.S_IFMT == unix.S_IFDIR
 	for _, li := range pLowers {
-		l := u.layers[li]
-		d, e := dirAt(l.fd, plrel)
+		d, e := parent.lowerDir(li, plrel)
 		if e == syscall.ENOENT || e == syscall.ENOTDIR {
 			continue
 		} else if e != 0 {

@@ -47,6 +47,8 @@ type node struct {
 	// lowerSize: the size of the lower file (it cannot change), which
 	// decides at open whether passthrough pays.
 	lowerSize int64
+	// lowerFds: this directory's parts in its lowers, held (lowerdirs.go).
+	lowerFds []lowerDirFd
 }
 
 var (
@@ -281,6 +283,7 @@ var _ fs.NodeOnForgetter = (*node)(nil)
 
 // OnForget drops the node from the registry once the kernel forgot it.
 func (n *node) OnForget() {
+	n.closeLowerDirs()
 	n.dropIO()
 	n.unpin()
 	n.u.nodesMu.Lock()
