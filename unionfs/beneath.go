@@ -1,6 +1,7 @@
 package unionfs
 
 import (
+	"errors"
 	"strconv"
 	"strings"
 	"syscall"
@@ -332,4 +333,21 @@ func removeAllAt(dir int, name string) syscall.Errno {
 		return errno
 	}
 	return errnoOf(unix.Unlinkat(dir, name, unix.AT_REMOVEDIR))
+}
+
+// errnoOf is the errno a FUSE reply carries for err: the syscall's own,
+// also when wrapped. It is fs.ToErrno without that one's logging of errors
+// it cannot map (the library logs nothing by default); those are EIO.
+func errnoOf(err error) syscall.Errno {
+	if err == nil {
+		return 0
+	}
+	if e, ok := err.(syscall.Errno); ok {
+		return e
+	}
+	var e syscall.Errno
+	if errors.As(err, &e) {
+		return e
+	}
+	return syscall.EIO
 }

@@ -380,13 +380,3 @@ func dirOf(rel string) string {
 	}
 	return rel
 }
-
-func errnoOf(err error) syscall.Errno {
-	if err == nil {
-		return 0
-	}
-	if e, ok := err.(syscall.Errno); ok {
-		return e
-	}
-	return syscall.EIO
-}
