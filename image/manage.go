@@ -1,8 +1,6 @@
 package image
 
 import (
-	"bufio"
-	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -34,13 +32,33 @@ type RemoveResult struct {
 	Deleted  string // image ID, when the image itself went
 }
 
+// ImageUsers are whoever holds images in use: the runtime's containers.
+// The store knows nothing of containers; their owner says which image
+// references each one holds, and records an image's ID for it when a
+// forced rmi takes the names it used away.
+type ImageUsers interface {
+	// ImageRefs maps each user's ID to the references it holds: image
+	// names or IDs, layer diff IDs or layer directories.
+	ImageRefs() (map[string][]string, error)
+	// KeepImage adds id to user's references.
+	KeepImage(user, id string) error
+}
+
+// imageRefs is users' references, none for nil users.
+func imageRefs(users ImageUsers) (map[string][]string, error) {
+	if users == nil {
+		return nil, nil
+	}
+	return users.ImageRefs()
+}
+
 // Remove removes ref: given a name of an image that has other names, only
-// that name; otherwise the image. An image a container uses is refused,
-// or with force loses its names but stays until the container is gone.
+// that name; otherwise the image. An image one of users uses is refused,
+// or with force loses its names but stays until that user is gone.
 // Layers stay until Prune.
-func (s *Store) Remove(ref string, force bool) (RemoveResult, error) {
+func (s *Store) Remove(ref string, force bool, holders ImageUsers) (RemoveResult, error) {
 	var res RemoveResult
-	users, err := s.containerImageRefs()
+	users, err := imageRefs(holders)
 	if err != nil {
 		return res, err
 	}
@@ -77,7 +95,7 @@ func (s *Store) Remove(ref string, force bool) (RemoveResult, error) {
 				for cid, refs := range users {
 					for _, u := range refs {
 						if ur, err := ix.find(u); err == nil && ur == r {
-							if err := appendLine(filepath.Join(s.root, "containers", cid, "image"), r.ID); err != nil {
+							if err := holders.KeepImage(cid, r.ID); err != nil {
 								return err
 							}
 							break
@@ -113,42 +131,6 @@ func (ix *index) untag(r *Record, name string) {
 	r.Names = kept
 }
 
-// containerImageRefs reads <root>/containers/<id>/image of every
-// container: each non-empty line is an image name or ID, a layer diff ID,
-// or a layer directory.
-func (s *Store) containerImageRefs() (map[string][]string, error) {
-	dir := filepath.Join(s.root, "containers")
-	entries, err := os.ReadDir(dir)
-	if errors.Is(err, os.ErrNotExist) {
-		return nil, nil
-	}
-	if err != nil {
-		return nil, fmt.Errorf("list %s: %w", dir, err)
-	}
-	out := map[string][]string{}
-	for _, e := range entries {
-		if !e.IsDir() {
-			continue
-		}
-		p := filepath.Join(dir, e.Name(), "image")
-		f, err := os.Open(p)
-		if errors.Is(err, os.ErrNotExist) {
-			continue
-		}
-		if err != nil {
-			return nil, fmt.Errorf("read %s: %w", p, err)
-		}
-		sc := bufio.NewScanner(f)
-		for sc.Scan() {
-			if l := strings.TrimSpace(sc.Text()); l != "" {
-				out[e.Name()] = append(out[e.Name()], l)
-			}
-		}
-		f.Close()
-	}
-	return out, nil
-}
-
 // PruneResult lists what Prune removed.
 type PruneResult struct {
 	Layers []string // diff IDs
@@ -156,10 +138,10 @@ type PruneResult struct {
 	Bytes  int64
 }
 
-// Prune removes unpacked layers that no image and no container uses,
+// Prune removes unpacked layers that no image and none of holders uses,
 // blobs no image refers to, and leftovers of interrupted unpacks. It waits
 // for pulls and loads in progress to finish.
-func (s *Store) Prune() (PruneResult, error) {
+func (s *Store) Prune(holders ImageUsers) (PruneResult, error) {
 	var res PruneResult
 	unlock, err := s.lockFile("gc.lock", unix.LOCK_EX)
 	if err != nil {
@@ -179,7 +161,7 @@ func (s *Store) Prune() (PruneResult, error) {
 			usedLayers[strings.TrimPrefix(d, "sha256:")] = true
 		}
 	}
-	users, err := s.containerImageRefs()
+	users, err := imageRefs(holders)
 	if err != nil {
 		return res, err
 	}
@@ -240,19 +222,4 @@ func (s *Store) Prune() (PruneResult, error) {
 		os.RemoveAll(filepath.Join(tmp, l.Name()))
 	}
 	return res, nil
-}
-
-func appendLine(path, line string) error {
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND, 0)
-	if err != nil {
-		return fmt.Errorf("update %s: %w", path, err)
-	}
-	_, err = f.WriteString(line + "\n")
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		return fmt.Errorf("update %s: %w", path, err)
-	}
-	return nil
 }

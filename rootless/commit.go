@@ -3,6 +3,7 @@ package rootless
 import (
 	"bufio"
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -199,4 +200,60 @@ func idRanges(m []IDMap) []image.IDRange {
 		out = append(out, image.IDRange{Container: e.ContainerID, Host: e.HostID, Size: e.Size})
 	}
 	return out
+}
+
+// ImageUsers are the containers under root as holders of images: each
+// container's <dir>/image names the image it runs (see state.go), and rmi
+// and prune must leave what they name alone.
+func ImageUsers(root string) image.ImageUsers { return containerImages{root: root} }
+
+type containerImages struct{ root string }
+
+func (c containerImages) ImageRefs() (map[string][]string, error) {
+	dir := containersDir(c.root)
+	entries, err := os.ReadDir(dir)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("list %s: %w", dir, err)
+	}
+	out := map[string][]string{}
+	for _, e := range entries {
+		if !e.IsDir() {
+			continue
+		}
+		p := filepath.Join(dir, e.Name(), "image")
+		data, err := os.ReadFile(p)
+		if errors.Is(err, os.ErrNotExist) {
+			continue
+		}
+		if err != nil {
+			return nil, fmt.Errorf("read %s: %w", p, err)
+		}
+		for _, l := range strings.Split(string(data), "\n") {
+			if l = strings.TrimSpace(l); l != "" {
+				out[e.Name()] = append(out[e.Name()], l)
+			}
+		}
+	}
+	return out, nil
+}
+
+// KeepImage appends id to the container's image file: ContainerImage then
+// still finds the image once its names are gone.
+func (c containerImages) KeepImage(id, imageID string) error {
+	p := filepath.Join(containersDir(c.root), id, "image")
+	f, err := os.OpenFile(p, os.O_WRONLY|os.O_APPEND, 0)
+	if err != nil {
+		return fmt.Errorf("update %s: %w", p, err)
+	}
+	_, err = f.WriteString(imageID + "\n")
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return fmt.Errorf("update %s: %w", p, err)
+	}
+	return nil
 }

@@ -3,6 +3,8 @@ package main
 import (
 	"fmt"
 
+	"github.com/strata-run/strata/rootless"
+
 	"github.com/spf13/cobra"
 )
 
@@ -19,7 +21,7 @@ progress to finish first.`,
 			if err != nil {
 				return err
 			}
-			res, err := store.Prune()
+			res, err := store.Prune(rootless.ImageUsers(g.storeRoot()))
 			if err != nil {
 				return err
 			}

@@ -3,6 +3,8 @@ package main
 import (
 	"fmt"
 
+	"github.com/strata-run/strata/rootless"
+
 	"github.com/spf13/cobra"
 )
 
@@ -22,7 +24,7 @@ strata prune.`,
 			}
 			out := cmd.OutOrStdout()
 			for _, ref := range args {
-				res, err := store.Remove(ref, force)
+				res, err := store.Remove(ref, force, rootless.ImageUsers(g.storeRoot()))
 				if err != nil {
 					return err
 				}
